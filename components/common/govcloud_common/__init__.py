@@ -1,0 +1,1 @@
+"""Shared runtime of govcloud's components: the env contract, database, health/metrics, JSON logs."""

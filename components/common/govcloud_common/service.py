@@ -1,0 +1,69 @@
+"""The HTTP surface every component shares: /healthz, /readyz with reasons, /metrics, request ids."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+ReadyCheck = Callable[[], Awaitable[str | None]]  # returns None when ok, else the reason
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route"])
+
+
+def create_app(component: str, checks: dict[str, ReadyCheck] | None = None, **kwargs: object) -> FastAPI:
+    """A FastAPI app with the platform's probes and metrics; ``checks`` decide readiness."""
+    app = FastAPI(title=f"govcloud {component}", **kwargs)  # type: ignore[arg-type]
+    ready_checks: dict[str, ReadyCheck] = dict(checks or {})
+    app.state.ready_checks = ready_checks
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+        response.headers["x-request-id"] = rid
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        reasons: dict[str, str] = {}
+        for name, check in ready_checks.items():
+            try:
+                reason = await check()
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            if reason:
+                reasons[name] = reason
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready", "checks": sorted(ready_checks)})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(app: FastAPI, port_name: str = "http", default_port: int = 8000) -> None:
+    """Run with uvicorn on the contract's bind address and port."""
+    import uvicorn
+
+    from govcloud_common.settings import Settings
+
+    settings = Settings.from_env()
+    uvicorn.run(app, host=settings.bind, port=Settings.port(port_name, default_port), log_config=None, access_log=False)
