@@ -29,6 +29,7 @@ class Image(_Spec):
 
 
 class Probes(_Spec):
+    kind: Literal["http", "tcp"] = "http"
     port: str = "http"
     ready: str = "/readyz"
     live: str = "/healthz"
