@@ -1,0 +1,9 @@
+"""Registers the command groups of each layer (operations, environments, cluster) on the app."""
+
+from __future__ import annotations
+
+import typer
+
+
+def all_commands(app: typer.Typer) -> None:
+    """Each layer adds its commands here; importing lazily keeps `govcloud --help` fast."""
