@@ -11,11 +11,12 @@ from rich.table import Table
 
 from infra.cli.common import JsonOpt, StackOpt, console, out, progress
 from infra.model import StackError, list_stacks, load_stack
+from infra.runtime.base import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
-def _runtime(stack: str):  # type: ignore[no-untyped-def]
+def _runtime(stack: str) -> Runtime:
     from infra.runtime.select import runtime_for
 
     return runtime_for(load_stack(stack))

@@ -156,7 +156,7 @@ def deployment(model: StackModel, spec: ComponentSpec, image: str) -> Doc:
             "replicas": settings.replicas if model.target != "local" else 1,
             "selector": {"matchLabels": {"app.kubernetes.io/instance": name}},
             "strategy": {"type": "Recreate"} if spec.volumes else {"type": "RollingUpdate"},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
     }
     doc["metadata"]["annotations"] = {"govcloud.io/fingerprint": fingerprint(doc)}

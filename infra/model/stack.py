@@ -52,7 +52,8 @@ class Network(Model):
         return self
 
     def tier(self, name: str) -> IPv4Network:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        net: IPv4Network = getattr(self, name)
+        return net
 
 
 class NodePool(Model):

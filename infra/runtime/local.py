@@ -79,7 +79,7 @@ class LocalRuntime:
                       container_name(self.model, component), check=False)
         if proc.returncode != 0:
             return "container is missing"
-        status, code = (proc.stdout.decode().split() + ["", ""])[:2]
+        status, code = ([*proc.stdout.decode().split(), "", ""])[:2]
         if status in ("exited", "stopped", "dead"):
             logs = podman("logs", "--tail", "5", container_name(self.model, component), check=False)
             tail = (logs.stdout + logs.stderr).decode(errors="replace").strip().splitlines()
@@ -128,7 +128,12 @@ class LocalRuntime:
                 self._push_secret(spec, data)
             existing = {v for v in self._volumes()}
             play = [d for d in docs if not (d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] in existing)]
-            podman("kube", "play", "--replace", "-", input=yaml.safe_dump_all(play).encode())
+            try:
+                podman("kube", "play", "--replace", "-", input=yaml.safe_dump_all(play).encode())
+            except PodmanError as exc:
+                why = self._container_died(spec.name) or str(exc)
+                raise PodmanError(f"{spec.name} did not become ready: {why} "
+                                  f"(logs: podman logs {container_name(self.model, spec.name)})") from None
             ok, reason = wait_until(lambda s=spec: self.probe(s), READY_TIMEOUT_S,  # type: ignore[misc]
                                     lambda s=spec: self._container_died(s.name))  # type: ignore[misc]
             if not ok:
