@@ -102,12 +102,14 @@ def main() -> None:
     from infra.cli import register
 
     register.all_commands(app)
+    from infra.ops.backup import BackupError
+    from infra.ops.restic import ResticError
     from infra.runtime.podman import PodmanError
     from infra.state import StateError
 
     try:
         app(standalone_mode=False)
-    except (StackError, PodmanError, StateError) as exc:
+    except (StackError, PodmanError, StateError, BackupError, ResticError) as exc:
         for line in str(exc).splitlines():
             console.print(f"[red]error[/red]: {line}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -6,4 +6,7 @@ import typer
 
 
 def all_commands(app: typer.Typer) -> None:
-    """Each layer adds its commands here; importing lazily keeps `govcloud --help` fast."""
+    """Each layer adds its commands here."""
+    from infra.cli import ops
+
+    ops.register(app)

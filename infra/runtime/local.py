@@ -178,6 +178,18 @@ class LocalRuntime:
                               stderr=subprocess.PIPE, check=False)
         return ExecResult(proc.returncode, proc.stdout or b"", proc.stderr or b"")
 
+    def scale(self, component: str, running: bool) -> None:
+        """Stop or start one component's pod (restores stop a database's consumers)."""
+        pod = pod_name(self.model, component)
+        if not running:
+            podman("pod", "stop", "-t", "10", pod)
+            return
+        podman("pod", "start", pod)
+        spec = load_components()[component]
+        ok, reason = wait_until(lambda: self.probe(spec), READY_TIMEOUT_S, lambda: self._container_died(component))
+        if not ok:
+            raise PodmanError(f"{component} did not become ready again: {reason}")
+
     def down(self, say: Progress, volumes: bool = False) -> list[str]:
         """Stop this stack's pods (reverse start order); with ``volumes`` also its data, secrets and state."""
         removed: list[str] = []

@@ -1,0 +1,71 @@
+#!/bin/bash
+# Backup hooks for every database on this server, run inside the postgres container by govcloud.
+#   pg-backup.sh dump DB     custom-format dump on stdout; facts of the very same snapshot are
+#                            written to /tmp/govcloud-facts-DB.json (read them with `facts-of-dump`)
+#   pg-backup.sh facts DB    facts (per-table row count + content checksum) of the live database
+#   pg-backup.sh facts-of-dump DB   the facts saved by the last dump of DB
+#   pg-backup.sh restore DB [TARGET]  dump on stdin restored into TARGET (default DB), owned by DB's role
+set -euo pipefail
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+PORT=${GOVCLOUD_PORT_PG:-5432}
+PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres)
+
+facts_sql() {
+  # one JSON object: {"table": {"rows": N, "md5": "..."}} over every user table, in a stable order
+  cat <<'SQL'
+CREATE OR REPLACE FUNCTION pg_temp.govcloud_facts() RETURNS json LANGUAGE plpgsql AS $f$
+DECLARE r record; result jsonb := '{}'; n bigint; h text;
+BEGIN
+  FOR r IN SELECT schemaname, tablename FROM pg_tables
+           WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2 LOOP
+    EXECUTE format('SELECT count(*), coalesce(md5(string_agg(md5(t::text), '''' ORDER BY md5(t::text))), '''') FROM %I.%I t',
+                   r.schemaname, r.tablename) INTO n, h;
+    result := result || jsonb_build_object(r.schemaname || '.' || r.tablename, jsonb_build_object('rows', n, 'md5', h));
+  END LOOP;
+  RETURN result::json;
+END $f$;
+SELECT pg_temp.govcloud_facts();
+SQL
+}
+
+cmd=${1:?usage: pg-backup.sh dump|facts|facts-of-dump|restore DB}
+db=${2:?database name required}
+case "$cmd" in
+  dump)
+    out=/tmp/govcloud-facts-$db.json
+    rm -f "$out"
+    # hold one REPEATABLE READ transaction open: its exported snapshot is what pg_dump dumps and
+    # what the facts describe, so a restore can be verified exactly even while writes go on
+    coproc SESSION { "${PSQL[@]}" -d "$db"; }
+    echo "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot();" >&"${SESSION[1]}"
+    read -r snapshot <&"${SESSION[0]}"
+    pg_dump -h /tmp -p "$PORT" -U postgres -d "$db" --snapshot="$snapshot" -Fc -Z 1 --no-owner
+    facts_sql | tr '\n' ' ' >&"${SESSION[1]}"; echo >&"${SESSION[1]}"
+    read -r facts <&"${SESSION[0]}"
+    echo "COMMIT;" >&"${SESSION[1]}"
+    exec {SESSION[1]}>&-
+    wait "$SESSION_PID" 2>/dev/null || true
+    printf '%s\n' "$facts" > "$out"
+    ;;
+  facts)
+    facts_sql | "${PSQL[@]}" -d "$db"
+    ;;
+  facts-of-dump)
+    cat "/tmp/govcloud-facts-$db.json"
+    ;;
+  restore)
+    target=${3:-$db}
+    "${PSQL[@]}" -d postgres -v t="$target" -v owner="$db" <<'SQL'
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :'t' AND pid <> pg_backend_pid();
+DROP DATABASE IF EXISTS :"t";
+CREATE DATABASE :"t" OWNER :"owner";
+SQL
+    pg_restore -h /tmp -p "$PORT" -U postgres -d "$target" --no-owner --role="$db" --exit-on-error
+    ;;
+  drop)
+    "${PSQL[@]}" -d postgres -v t="$db" <<'SQL'
+DROP DATABASE IF EXISTS :"t" WITH (FORCE);
+SQL
+    ;;
+  *) echo "pg-backup.sh: unknown command $cmd" >&2; exit 2 ;;
+esac

@@ -1,0 +1,134 @@
+"""restic (Debian's 0.14) as the backup engine: encrypted, deduplicated, with retention.
+
+The repository password comes from the stack's state and reaches restic through its environment,
+never the command line; cloud credentials likewise (``OS_*``) for the Swift backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+
+class ResticError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    time: datetime
+    tags: tuple[str, ...]
+    paths: tuple[str, ...]
+
+    def tag(self, key: str) -> str | None:
+        prefix = f"{key}="
+        return next((t[len(prefix):] for t in self.tags if t.startswith(prefix)), None)
+
+
+class Restic:
+    def __init__(self, repository: str, password: str, extra_env: dict[str, str] | None = None):
+        if shutil.which("restic") is None:
+            raise ResticError("restic is not installed: run scripts/bootstrap-host.sh")
+        self.repository = repository
+        self.env = {**os.environ, "RESTIC_REPOSITORY": repository, "RESTIC_PASSWORD": password,
+                    "RESTIC_CACHE_DIR": str(Path.home() / ".cache" / "restic"), **(extra_env or {})}
+
+    def _run(self, *args: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run(["restic", "-q", *args],
+                              env=self.env, stdin=stdin, stdout=stdout if stdout is not None else subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False)
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise ResticError(f"restic {args[0]} ({self.repository}): {err[-1] if err else proc.returncode}")
+        return proc
+
+    def init_if_needed(self) -> bool:
+        probe = self._run("cat", "config", check=False)
+        if probe.returncode == 0:
+            return False
+        self._run("init")
+        return True
+
+    def backup_stdin(self, filename: str, source: IO[bytes], tags: list[str]) -> str:
+        """Store a stream; returns the snapshot id."""
+        args = ["backup", "--json", "--stdin", "--stdin-filename", filename]
+        for tag in tags:
+            args += ["--tag", tag]
+        proc = self._run(*args, stdin=source)
+        for line in proc.stdout.decode().splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if doc.get("message_type") == "summary":
+                return str(doc["snapshot_id"])[:8]
+        raise ResticError(f"restic backup of {filename}: no summary in output")
+
+    def start_backup_stdin(self, filename: str, tags: list[str]) -> subprocess.Popen[bytes]:
+        """Start a backup reading its stdin (a pipe the caller feeds); finish with ``finish_backup``."""
+        args = ["restic", "-q", "backup", "--json", "--stdin", "--stdin-filename", filename]
+        for tag in tags:
+            args += ["--tag", tag]
+        return subprocess.Popen(args, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    @staticmethod
+    def finish_backup(proc: subprocess.Popen[bytes]) -> str:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise ResticError(f"restic backup: {lines[-1] if lines else proc.returncode}")
+        for line in out.decode().splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if doc.get("message_type") == "summary":
+                return str(doc["snapshot_id"])[:8]
+        raise ResticError("restic backup: no summary in output")
+
+    def backup_paths(self, paths: list[Path], tags: list[str]) -> str:
+        args = ["backup", "--json", *[str(p) for p in paths]]
+        for tag in tags:
+            args += ["--tag", tag]
+        proc = self._run(*args)
+        for line in proc.stdout.decode().splitlines():
+            doc = json.loads(line)
+            if doc.get("message_type") == "summary":
+                return str(doc["snapshot_id"])[:8]
+        raise ResticError("restic backup: no summary in output")
+
+    def snapshots(self, tags: list[str] | None = None) -> list[Snapshot]:
+        args = ["snapshots", "--json"]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        docs: list[dict[str, Any]] = json.loads(self._run(*args).stdout or b"[]") or []
+        snaps = [
+            Snapshot(d["short_id"], datetime.fromisoformat(d["time"]), tuple(d.get("tags") or ()), tuple(d["paths"]))
+            for d in docs
+        ]
+        return sorted(snaps, key=lambda s: s.time)
+
+    def dump(self, snapshot: str, filename: str, out: IO[bytes]) -> None:
+        self._run("dump", snapshot, filename, stdout=out)
+
+    def read(self, snapshot: str, filename: str) -> bytes:
+        return self._run("dump", snapshot, filename).stdout
+
+    def forget(self, snapshot: str) -> None:
+        self._run("forget", snapshot)
+
+    def apply_retention(self, daily: int, weekly: int, monthly: int) -> None:
+        self._run("forget", "--group-by", "tags", "--keep-daily", str(daily), "--keep-weekly", str(weekly),
+                  "--keep-monthly", str(monthly), "--keep-last", "1", "--prune")
+
+    def check(self) -> None:
+        self._run("check")
