@@ -1,0 +1,3 @@
+def test_ready(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
