@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.x509 import BasicConstraints
+
 from ca.profiles import PROFILE_ALIASES, PROFILES, PolicyError, check_certificate, infer_profile
 
 log = logging.getLogger("ca.policy")
@@ -43,6 +45,9 @@ def enforce(sender: Any, ca: Any, csr: Any, not_after: datetime, subject: Any, e
     """``pre_sign_cert`` receiver: raise PolicyError (and so abort signing) unless the policy allows it."""
     ctx = _context.get()
     exts = list(extensions)
+    for ext in exts:  # whatever the profile: no path issues a CA certificate through pre_sign_cert
+        if isinstance(ext.value, BasicConstraints) and ext.value.ca:
+            raise PolicyError("end-entity profiles cannot issue CA certificates (basicConstraints CA:TRUE)")
     profile = PROFILES.get(ctx.profile) if ctx else infer_profile(exts)
     if profile is None:
         raise PolicyError(f"unknown profile {ctx.profile if ctx else ''!r}; known: {sorted(PROFILES)}")
