@@ -16,6 +16,7 @@ _PRIVATE = [IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"), IPv4Network
 _QUANTITY_CPU = r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$"
 _QUANTITY_MEM = r"^[1-9][0-9]*(Mi|Gi)$"
 _CRON_FIELD = r"(\*|[0-9,\-*/]+)"
+_SSH_KEY = r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]{16,}( [^\n]*)?"
 
 
 class Network(Model):
@@ -28,6 +29,20 @@ class Network(Model):
     mgmt: IPv4Network
     dns_nameservers: list[IPv4Address] = Field(min_length=1)
     external_network: str = Field(default="public", min_length=1)
+    admin_cidrs: list[IPv4Network] = Field(
+        default_factory=list, description="operator ranges allowed to SSH to the bastion (VPN, office)"
+    )
+    egress_cidrs: list[IPv4Network] = Field(
+        default_factory=list, description="outside ranges hosts may reach on 443 (mirror, registry, OpenStack API)"
+    )
+
+    @field_validator("admin_cidrs", "egress_cidrs")
+    @classmethod
+    def _not_world(cls, value: list[IPv4Network]) -> list[IPv4Network]:
+        broad = [str(n) for n in value if n.prefixlen < 8]
+        if broad:
+            raise ValueError(f"expected ranges of /8 or narrower (never the whole internet), got {', '.join(broad)}")
+        return value
 
     @field_validator("cidr")
     @classmethod
@@ -47,6 +62,8 @@ class Network(Model):
             for b in TIERS[i + 1 :]:
                 if getattr(self, a).overlaps(getattr(self, b)):
                     problems.append(f"{a} {getattr(self, a)} overlaps {b} {getattr(self, b)}")
+        if self.dmz.prefixlen > 27:
+            problems.append(f"dmz {self.dmz} is too small: expected /27 or larger (halves for public and internal LBs)")
         if problems:
             raise ValueError("; ".join(problems) + " (give each tier its own subnet of network.cidr)")
         return self
@@ -77,6 +94,15 @@ class Cluster(Model):
     workers: list[NodePool] = Field(default_factory=lambda: [NodePool(name="general", count=2, flavor="m1.xlarge")])
     pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
+    ssh_public_keys: list[str] = Field(default_factory=list, description="authorized keys for every host (cloud-init)")
+
+    @field_validator("ssh_public_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        bad = [k[:30] for k in value if not re.fullmatch(_SSH_KEY, k)]
+        if bad:
+            raise ValueError(f"expected OpenSSH public keys ('ssh-ed25519 AAAA... comment'), got {bad}")
+        return value
 
     @field_validator("control_plane", mode="before")
     @classmethod
@@ -91,6 +117,9 @@ class Cluster(Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"worker pool names must be unique, repeated: {', '.join(dupes)}")
+        reserved = sorted({"bastion", "control-plane"} & set(names))
+        if reserved:
+            raise ValueError(f"worker pool names {', '.join(reserved)} are reserved (bastion and control-plane hosts)")
         return self
 
 
@@ -138,6 +167,7 @@ class Cloud(Model):
     region: str = "RegionOne"
     cloud: str = Field(default="govcloud", description="entry in clouds.yaml")
     availability_zone: str = "nova"
+    designate: bool = Field(default=False, description="create a DNS zone for the domain and its records")
 
 
 class StackModel(Model):

@@ -1,0 +1,172 @@
+"""The CA hierarchy: created once (idempotently), kept fresh (CRLs, OCSP delegates), exported encrypted."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+from cryptography.hazmat.primitives.serialization.pkcs12 import PBES
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+from django.db import connection, transaction
+from django_ca.key_backends import key_backends
+from django_ca.key_backends.db.models import DBCreatePrivateKeyOptions
+from django_ca.models import CertificateAuthority, CertificateRevocationList
+
+from ca.keys import unseal
+
+log = logging.getLogger("ca.hierarchy")
+_LOCK = 7_221_030  # advisory lock: one bootstrap at a time across replicas
+CRL_VALIDITY = timedelta(hours=24)
+CRL_RENEW_BEFORE = timedelta(hours=12)  # regenerate when less than this remains
+
+
+@dataclass(frozen=True)
+class CASpec:
+    name: str
+    cn: str
+    key_type: str
+    key_size: int | None
+    curve: str | None
+    years: int
+    path_length: int
+    parent: str | None = None
+
+
+def specs() -> list[CASpec]:
+    org = settings.ORGANIZATION
+    return [
+        CASpec("root", f"{org} Root CA", "RSA", 4096, None, 20, 1),
+        CASpec("platform", f"{org} Platform CA", "EC", None, "secp256r1", 10, 0, parent="root"),
+        CASpec("citizen", f"{org} Citizen Signature CA", "EC", None, "secp256r1", 10, 0, parent="root"),
+    ]
+
+
+NAMES = ("root", "platform", "citizen")
+ISSUING = ("platform", "citizen")
+
+
+def use_options(ca: CertificateAuthority) -> Any:
+    return ca.key_backend.get_use_private_key_options(ca, {})
+
+
+def _create(spec: CASpec, parent: CertificateAuthority | None) -> CertificateAuthority:
+    backend = key_backends["default"]
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.ORGANIZATION),
+                         x509.NameAttribute(NameOID.COMMON_NAME, spec.cn)])
+    kwargs: dict[str, Any] = {}
+    if parent is not None:
+        kwargs = {"parent": parent, "use_parent_private_key_options": use_options(parent)}
+    ca = CertificateAuthority.objects.init(
+        name=spec.name,
+        key_backend=backend,
+        key_backend_options=DBCreatePrivateKeyOptions(key_type=spec.key_type, key_size=spec.key_size,
+                                                      elliptic_curve=spec.curve),
+        subject=subject,
+        not_after=datetime.now(tz=UTC) + timedelta(days=365 * spec.years),
+        path_length=spec.path_length,
+        key_type=spec.key_type,
+        ocsp_responder_key_validity=3,
+        ocsp_response_validity=3600,
+        **kwargs,
+    )
+    log.info("certificate authority created", extra={"fields": {"ca": spec.name, "serial": ca.serial}})
+    return ca
+
+
+def ensure_hierarchy() -> dict[str, str]:
+    """Create root, platform and citizen CAs unless they exist; returns name -> created|exists."""
+    result: dict[str, str] = {}
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", [_LOCK])
+    try:
+        existing = {ca.name: ca for ca in CertificateAuthority.objects.filter(name__in=NAMES)}
+        for spec in specs():
+            if spec.name in existing:
+                result[spec.name] = "exists"
+                continue
+            with transaction.atomic():
+                existing[spec.name] = _create(spec, existing[spec.parent] if spec.parent else None)
+            result[spec.name] = "created"
+        maintain(force_crl=any(v == "created" for v in result.values()))
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
+    return result
+
+
+def regenerate_crls(ca: CertificateAuthority) -> None:
+    """Both scopes: end-entity certificates (/crl/<ca>/) and CA certificates (/crl/ca/<ca>/)."""
+    opts = use_options(ca)
+    for scope in ({"only_contains_user_certs": True}, {"only_contains_ca_certs": True}):
+        CertificateRevocationList.objects.create_certificate_revocation_list(
+            ca=ca, key_backend_options=opts, next_update=datetime.now(tz=UTC) + CRL_VALIDITY, **scope)
+
+
+def newest_crl(ca: CertificateAuthority, ca_scope: bool = False) -> CertificateRevocationList | None:
+    scope = {"only_contains_ca_certs": True} if ca_scope else {"only_contains_user_certs": True}
+    return (CertificateRevocationList.objects.scope(serial=ca.serial, **scope)
+            .filter(data__isnull=False).newest())
+
+
+def maintain(force_crl: bool = False) -> dict[str, list[str]]:
+    """Renew OCSP delegate certificates when due and CRLs close to their next update (the schedule's job)."""
+    done: dict[str, list[str]] = {"crl": [], "ocsp_key": []}
+    soon = datetime.now(tz=UTC) + CRL_RENEW_BEFORE
+    for ca in CertificateAuthority.objects.filter(name__in=NAMES):
+        if ca.generate_ocsp_key(use_options(ca)) is not None:
+            done["ocsp_key"].append(ca.name)
+        crls = [newest_crl(ca), newest_crl(ca, ca_scope=True)]
+        if force_crl or any(c is None or c.next_update is None or c.next_update < soon for c in crls):
+            regenerate_crls(ca)
+            done["crl"].append(ca.name)
+    return done
+
+
+def chain(ca: CertificateAuthority) -> list[CertificateAuthority]:
+    out = [ca]
+    while out[-1].parent_id is not None:
+        out.append(out[-1].parent)  # type: ignore[arg-type]
+    return out
+
+
+def signature_check(ca: CertificateAuthority) -> None:
+    """Sign and verify a probe with the CA's key: proves the key decrypts and matches the certificate."""
+    key = ca.key_backend.get_key(ca, use_options(ca))
+    public = ca.pub.loaded.public_key()
+    data = b"govcloud-ca readiness probe"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        public.verify(key.sign(data, ec.ECDSA(hashes.SHA256())), data, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+    elif isinstance(key, rsa.RSAPrivateKey):
+        public.verify(key.sign(data, padding.PKCS1v15(), hashes.SHA256()), data,  # type: ignore[call-arg,union-attr]
+                      padding.PKCS1v15(), hashes.SHA256())
+    else:
+        public.verify(key.sign(data), data)  # type: ignore[call-arg,union-attr]
+
+
+EXPORT_PASSPHRASE_ENV = "GOVCLOUD_SECRET_ROOT_EXPORT_PASSPHRASE"
+
+
+def export_root(passphrase: bytes) -> bytes:
+    """The root key and certificate as PKCS#12 (AES-256-CBC, PBKDF2 600k rounds, HMAC-SHA256) for cold storage."""
+    if len(passphrase) < 16:
+        raise ValueError("the export passphrase must have at least 16 characters")
+    root = CertificateAuthority.objects.get(name="root")
+    key = unseal(root.key_backend_options["private_key"]["encrypted_pem"])
+    enc = (PrivateFormat.PKCS12.encryption_builder().kdf_rounds(600_000)
+           .key_cert_algorithm(PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256()).build(passphrase))
+    return pkcs12.serialize_key_and_certificates(b"govcloud-root", key, root.pub.loaded, None, enc)  # type: ignore[arg-type]
+
+
+def export_passphrase() -> bytes:
+    value = os.environ.get(EXPORT_PASSPHRASE_ENV, "")
+    if not value:
+        raise RuntimeError(f"{EXPORT_PASSPHRASE_ENV} is not set: declare root-export-passphrase in secrets")
+    return value.encode()

@@ -1,0 +1,70 @@
+"""Django settings, all from the component contract's environment (docs/component-contract.md)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+DOMAIN = os.environ.get("GOVCLOUD_DOMAIN", "gov.local")
+ORGANIZATION = os.environ.get("GOVCLOUD_SETTING_ORGANIZATION", "GovCloud")
+# Host (and optional port) written into issued certificates' CRL distribution point, OCSP and CA issuer URLs.
+PUBLIC_HOST = os.environ.get("GOVCLOUD_SETTING_PUBLIC_HOST", f"ca.{DOMAIN}")
+
+# Django needs a SECRET_KEY, but nothing here signs cookies or sessions: a per-process random one is fine.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(48)
+DEBUG = False
+ALLOWED_HOSTS = ["*"]  # the ASGI front (FastAPI) is the entry point; host checks belong to the ingress
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "ca.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django_ca",
+    "ca.apps.CaConfig",
+]
+MIDDLEWARE: list[str] = []
+TEMPLATES: list[dict[str, object]] = []
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        # libpq's PG* variables, as the contract injects them; empty values let libpq apply its defaults
+        "NAME": os.environ.get("PGDATABASE", "ca"),
+        "USER": os.environ.get("PGUSER", ""),
+        "PASSWORD": os.environ.get("PGPASSWORD", ""),
+        "HOST": os.environ.get("PGHOST", ""),
+        "PORT": os.environ.get("PGPORT", ""),
+        # persistent connections: without them OCSP drops to ~85 req/s (MACHINE-NOTES)
+        "CONN_MAX_AGE": int(os.environ.get("GOVCLOUD_SETTING_CONN_MAX_AGE", "300")),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+
+# No shared cache: with several workers a per-process cache would serve stale CRLs after a revocation.
+# CRLs and OCSP answers are read from / signed against PostgreSQL on every request instead.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+
+LOGGING_CONFIG = None  # govcloud_common.logs owns logging
+
+# --- django-ca ---------------------------------------------------------------------------------------------
+CA_USE_CELERY = False
+CA_ENABLE_REST_API = False  # it enforces no issuance policy (upstream issue 168); ours lives in ca.api
+CA_ENABLE_ACME = False
+CA_DEFAULT_HOSTNAME = PUBLIC_HOST
+CA_DEFAULT_SIGNATURE_HASH_ALGORITHM = "SHA-256"
+CA_DEFAULT_KEY_SIZE = 4096
+CA_MIN_KEY_SIZE = 2048
+CA_DEFAULT_ELLIPTIC_CURVE = "secp256r1"
+CA_KEY_BACKENDS = {
+    "default": {"BACKEND": "ca.keys.EncryptedDBBackend", "OPTIONS": {}},
+}
+CA_OCSP_KEY_BACKENDS = {
+    "default": {"BACKEND": "ca.keys.EncryptedDBOCSPBackend", "OPTIONS": {}},
+}
+CA_DEFAULT_PROFILE = "tls-server"
+from ca.profiles import django_ca_profiles  # noqa: E402  (settings module: profiles are data, no Django import)
+
+CA_PROFILES = django_ca_profiles()

@@ -1,0 +1,56 @@
+"""Run the payment gateway per the component contract."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+import httpx
+import psycopg
+from govcloud_common import db, logs
+from govcloud_common.service import serve
+from govcloud_common.settings import Settings
+
+from payment.app import build_app
+from payment.fees import PortalFeeSource
+from payment.gateway import PaymentConfig
+from payment.receipts import KeySigner, ReceiptSigner, local_chain
+
+log = logging.getLogger("payment")
+
+
+def receipt_signer() -> ReceiptSigner:
+    """The CA-certified signer when the platform CA is wired (GOVCLOUD_URL_CA), else a development chain kept in the
+    database (so receipts stay verifiable across restarts)."""
+    if os.environ.get("GOVCLOUD_URL_CA") and os.environ.get("GOVCLOUD_SECRET_CA_TOKEN"):
+        from payment.ca_signer import signer_from_ca
+
+        return signer_from_ca(Settings.secret("ca-token"))
+    with psycopg.connect("", autocommit=True) as conn:
+        row = conn.execute("SELECT key_pem, chain FROM receipt_signer WHERE id = 1").fetchone()
+        if row:
+            return KeySigner.from_pem(row[0], list(row[1]))
+        signer, _root = local_chain("govcloud payment (development)")
+        conn.execute("INSERT INTO receipt_signer (id, key_pem, chain) VALUES (1, %s, %s) ON CONFLICT DO NOTHING",
+                     (signer.key_pem(), signer.chain_pem()))
+        row = conn.execute("SELECT key_pem, chain FROM receipt_signer WHERE id = 1").fetchone()
+        assert row is not None
+        return KeySigner.from_pem(row[0], list(row[1]))
+
+
+def main() -> None:
+    logs.configure("payment")
+    db.migrate("payment")
+    cfg = PaymentConfig(
+        conninfo="", key=Settings.secret("callback-key"), admin_token=Settings.secret("admin-token"),
+        switch=httpx.AsyncClient(base_url=Settings.url("switch"), timeout=10.0),
+        fees=PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0)),
+        signer=receipt_signer(),
+        order_ttl=timedelta(minutes=int(Settings.setting("order-ttl-minutes", "90"))),
+        pool_max=int(Settings.setting("pool-max", "16")), run_workers=True)
+    serve(build_app(cfg), default_port=18050)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The payment gateway's HTTP API (errors are application/problem+json)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from govcloud_common.service import create_app
+from pydantic import BaseModel, Field
+
+from payment.gateway import ApiError, Bill, Gateway, PaymentConfig
+
+log = logging.getLogger("payment")
+
+
+def problem(status: int, title: str, detail: str = "") -> JSONResponse:
+    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail},
+                        status_code=status, media_type="application/problem+json")
+
+
+class ChannelIn(BaseModel):
+    kind: Literal["wallet", "bank"]
+    name: str = Field(min_length=1, max_length=128)
+    enabled: bool = True
+
+
+class ReconcileIn(BaseModel):
+    date: date
+
+
+def build_app(cfg: PaymentConfig) -> FastAPI:
+    gw = Gateway(cfg)
+
+    async def db_check() -> str | None:
+        async with gw.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return None
+
+    async def switch_check() -> str | None:
+        resp = await cfg.switch.get("/healthz")
+        return None if resp.status_code == 200 else f"switch /healthz answered {resp.status_code}"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.open()
+        task = asyncio.create_task(_workers(gw)) if cfg.run_workers else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await gw.close()
+
+    app = create_app("payment", checks={"database": db_check, "switch": switch_check}, lifespan=lifespan)
+    app.state.gateway = gw
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(422, "invalid request", str(exc.errors()))
+
+    def admin(request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {cfg.admin_token}":
+            raise ApiError(401, "unauthenticated", "admin token required")
+
+    @app.get("/api/channels")
+    async def channels() -> list[dict[str, Any]]:
+        return await gw.channels()
+
+    @app.put("/api/admin/channels/{cid}")
+    async def put_channel(cid: str, body: ChannelIn, request: Request) -> dict[str, Any]:
+        admin(request)
+        await gw.put_channel(cid, body.kind, body.name, body.enabled)
+        return {"id": cid, **body.model_dump()}
+
+    @app.get("/api/billers")
+    async def billers() -> list[dict[str, Any]]:
+        return await gw.billers()
+
+    @app.put("/api/admin/bills")
+    async def load_bills(bills: list[Bill], request: Request) -> dict[str, int]:
+        admin(request)
+        return {"loaded": await gw.load_bills(bills)}
+
+    @app.get("/api/bills/{reference}")
+    async def bill(reference: str) -> dict[str, Any]:
+        return await gw.bill_inquiry(reference)
+
+    @app.post("/api/orders", status_code=201)
+    async def create_order(request: Request) -> JSONResponse:
+        status, doc = await gw.create_order(request.headers.get("idempotency-key"), await request.body())
+        return JSONResponse(doc, status_code=status)
+
+    @app.get("/api/orders/{order_id}")
+    async def order(order_id: str) -> dict[str, Any]:
+        return await gw.order(order_id)
+
+    @app.post("/api/orders/{order_id}/cancel")
+    async def cancel(order_id: str) -> dict[str, Any]:
+        return await gw.cancel(order_id)
+
+    @app.get("/api/orders/{order_id}/receipt")
+    async def receipt(order_id: str) -> dict[str, Any]:
+        return await gw.receipt(order_id)
+
+    @app.get("/api/receipts/chain")
+    async def receipt_chain() -> dict[str, Any]:
+        return {"algorithm": cfg.signer.algorithm, "chain": cfg.signer.chain_pem()}
+
+    @app.post("/api/switch/callbacks")
+    async def callback(request: Request) -> dict[str, Any]:
+        return await gw.callback(request.headers.get("x-switch-signature"), await request.body())
+
+    @app.post("/api/reconciliations", status_code=201)
+    async def reconcile(body: ReconcileIn, request: Request) -> dict[str, Any]:
+        admin(request)
+        return await gw.reconcile(body.date)
+
+    @app.get("/api/reconciliations/{rid}")
+    async def reconciliation(rid: int, request: Request) -> dict[str, Any]:
+        admin(request)
+        return await gw.reconciliation(rid)
+
+    @app.get("/api/ledger/check")
+    async def ledger_check(request: Request) -> dict[str, Any]:
+        admin(request)
+        return await gw.ledger_check()
+
+    @app.post("/api/admin/expire")
+    async def expire(request: Request) -> dict[str, int]:
+        admin(request)
+        return {"expired": await gw.expire_due()}
+
+    return app
+
+
+async def _workers(gw: Gateway) -> None:
+    while True:
+        try:
+            await gw.expire_due()
+        except Exception:  # a transient database fault must not stop expiry for good
+            log.exception("expiry run failed")
+        await asyncio.sleep(gw.cfg.worker_interval_s)

@@ -1,0 +1,477 @@
+"""The payment gateway's logic: orders, the switch protocol, callbacks, expiry, receipts, reconciliation."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+import psycopg
+from prometheus_client import Counter, Histogram
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from payment import ledger, signing
+from payment.fees import FeeSource, FeeSourceError, UnknownService
+from payment.receipts import ReceiptSigner, make_receipt
+
+log = logging.getLogger("payment")
+Clock = Callable[[], datetime]
+CALLBACK_PATH = "/api/switch/callbacks"
+BILL_REF = r"^[A-Z]{2,6}-[A-Za-z0-9]{1,32}$"
+
+ORDERS = Counter("payment_orders_total", "Payment orders reaching a state", ["state"])
+PAY_LATENCY = Histogram("payment_order_paid_seconds", "Order creation to paid", buckets=(
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 5400))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        super().__init__(title)
+        self.status, self.title, self.detail = status, title, detail
+
+
+class OrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fee", "bill"]
+    service_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
+    bill_reference: str | None = Field(None, pattern=BILL_REF)
+    channel: str = Field(min_length=1, max_length=64)
+    payer_account: str = Field(pattern=r"^[A-Za-z0-9+\-]{4,34}$")
+
+    @model_validator(mode="after")
+    def _target(self) -> OrderRequest:
+        if self.kind == "fee" and (not self.service_id or self.bill_reference):
+            raise ValueError("a fee order names service_id (and no bill_reference)")
+        if self.kind == "bill" and (not self.bill_reference or self.service_id):
+            raise ValueError("a bill order names bill_reference (and no service_id)")
+        return self
+
+
+class Callback(BaseModel):
+    event_id: str = Field(min_length=1, max_length=64)
+    rtp_id: str = Field(min_length=1, max_length=64)
+    switch_ref: str = Field(min_length=1, max_length=64)
+    status: Literal["approved", "declined"]
+    amount: int = Field(gt=0, strict=True)
+    currency: Literal["SYP"]
+    reason: str | None = None
+    decided_at: datetime
+
+
+class Bill(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(pattern=BILL_REF)
+    customer: str = Field(min_length=1, max_length=128)
+    amount_due: int = Field(gt=0, le=10**13, strict=True)
+    due_date: date | None = None
+
+
+@dataclass
+class PaymentConfig:
+    conninfo: str
+    key: str                       # HMAC key shared with the switch ("callback-key")
+    admin_token: str
+    switch: httpx.AsyncClient      # base_url = the switch
+    fees: FeeSource
+    signer: ReceiptSigner
+    clock: Clock = utcnow
+    order_ttl: timedelta = timedelta(minutes=90)
+    pool_max: int = 8
+    run_workers: bool = False
+    worker_interval_s: float = 5.0
+    pool: AsyncConnectionPool | None = field(default=None, repr=False)
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.astimezone(UTC).isoformat() if v else None
+
+
+def _order_doc(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["id"], "kind": r["kind"], "service_id": r["service_id"], "bill_reference": r["bill_reference"],
+            "payee": r["payee"], "amount": r["amount"], "currency": r["currency"], "channel": r["channel"],
+            "payer_account": r["payer_account"], "status": r["status"], "reason": r["reason"],
+            "switch_ref": r["switch_ref"], "created_at": _iso(r["created_at"]), "expires_at": _iso(r["expires_at"]),
+            "closed_at": _iso(r["closed_at"])}
+
+
+def body_hash(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class Gateway:
+    def __init__(self, cfg: PaymentConfig) -> None:
+        self.cfg = cfg
+        self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def now(self) -> datetime:
+        return self.cfg.clock()
+
+    # -- catalogue --------------------------------------------------------------------------------------------------
+
+    async def channels(self) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT id, kind, name, enabled FROM channels ORDER BY kind, id")
+            return await cur.fetchall()
+
+    async def put_channel(self, cid: str, kind: str, name: str, enabled: bool) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO channels (id, kind, name, enabled) VALUES (%s, %s, %s, %s) ON CONFLICT (id)"
+                               " DO UPDATE SET kind = excluded.kind, name = excluded.name, enabled = excluded.enabled",
+                               (cid, kind, name, enabled))
+
+    async def billers(self) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT id, kind, name, prefix FROM billers ORDER BY id")
+            return await cur.fetchall()
+
+    async def load_bills(self, bills: list[Bill]) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            prefixes = {p: b for b, p in await (await conn.execute("SELECT id, prefix FROM billers")).fetchall()}
+            unknown = sorted({b.reference for b in bills if b.reference.split("-", 1)[0] not in prefixes})
+            if unknown:
+                raise ApiError(422, "unknown biller prefix", ", ".join(unknown))
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO bills (reference, biller_id, customer, amount_due, due_date)"
+                    " VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (reference) DO UPDATE SET customer = excluded.customer,"
+                    " amount_due = excluded.amount_due, due_date = excluded.due_date WHERE bills.paid_order IS NULL",
+                    [(b.reference, prefixes[b.reference.split("-", 1)[0]], b.customer, b.amount_due, b.due_date)
+                     for b in bills])
+        return len(bills)
+
+    async def bill_inquiry(self, reference: str) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM billers WHERE prefix = %s", (reference.split("-", 1)[0],))
+            biller = await cur.fetchone()
+            if not biller:
+                raise ApiError(404, "unknown biller", f"no biller has the prefix of {reference!r}")
+            await cur.execute("SELECT * FROM bills WHERE reference = %s", (reference,))
+            bill = await cur.fetchone()
+        if not bill:
+            raise ApiError(404, "unknown bill", reference)
+        return {"reference": reference, "biller": {k: biller[k] for k in ("id", "kind", "name")},
+                "customer": bill["customer"], "amount_due": bill["amount_due"], "currency": "SYP",
+                "due_date": bill["due_date"].isoformat() if bill["due_date"] else None,
+                "status": "paid" if bill["paid_order"] else "due", "paid_order": bill["paid_order"]}
+
+    # -- orders -----------------------------------------------------------------------------------------------------
+
+    async def create_order(self, key: str | None, raw: bytes) -> tuple[int, dict[str, Any]]:
+        if not key or len(key) > 255:
+            raise ApiError(400, "Idempotency-Key required", "every create carries an Idempotency-Key header (1-255)")
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(422, "malformed JSON", str(exc)) from None
+        digest = body_hash(doc)
+        try:
+            req = OrderRequest.model_validate(doc)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid order", json.dumps(exc.errors(include_url=False), default=str)) from None
+        async with self.pool.connection() as conn:
+            stored = await self._stored(conn, key)
+        if stored:
+            return self._replay(stored, digest)
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM channels WHERE id = %s AND enabled", (req.channel,))
+            channel = await cur.fetchone()
+        if not channel:
+            raise ApiError(422, "unknown channel", req.channel)
+        if req.kind == "fee":
+            assert req.service_id
+            try:
+                fee = await self.cfg.fees.fee(req.service_id)
+            except UnknownService:
+                raise ApiError(404, "unknown service", req.service_id) from None
+            except FeeSourceError as exc:
+                raise ApiError(502, "fee unavailable", str(exc)) from None
+            amount, payee = fee.amount, f"service:{req.service_id}"
+        else:
+            assert req.bill_reference
+            bill = await self.bill_inquiry(req.bill_reference)
+            if bill["status"] == "paid":
+                raise ApiError(409, "bill already paid", req.bill_reference)
+            amount, payee = bill["amount_due"], f"biller:{bill['biller']['id']}"
+        order_id = "PO" + hashlib.sha256(f"orders\0{key}".encode()).hexdigest()[:24]
+        now = self.now()
+        expires = now + self.cfg.order_ttl
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "INSERT INTO idempotency (scope, key, body_hash, created_at) VALUES ('orders', %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now))
+                claimed = await cur.fetchone() is not None
+                if claimed:
+                    switch_ref = await self._request_to_pay(order_id, amount, channel, req.payer_account, payee,
+                                                            expires)
+                    try:
+                        async with conn.transaction():
+                            rcur = conn.cursor(row_factory=dict_row)
+                            await rcur.execute(
+                                "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
+                                " channel, payer_account, status, switch_ref, created_at, expires_at)"
+                                " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s) RETURNING *",
+                                (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
+                                 req.payer_account, switch_ref, now, expires))
+                            row = await rcur.fetchone()
+                    except psycopg.errors.UniqueViolation:
+                        raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "") \
+                            from None
+                    assert row is not None
+                    await ledger.reserve(conn, order_id, amount, now)
+                    response = _order_doc(row)
+                    await conn.execute("UPDATE idempotency SET status = 201, response = %s WHERE scope = 'orders'"
+                                       " AND key = %s", (Jsonb(response), key))
+            if not claimed:  # a concurrent twin with the same key committed first
+                stored = await self._stored(conn, key)
+                assert stored is not None
+                return self._replay(stored, digest)
+        ORDERS.labels("pending").inc()
+        return 201, response
+
+    async def _stored(self, conn: psycopg.AsyncConnection[Any], key: str) -> tuple[str, int, Any] | None:
+        row = await (await conn.execute("SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders'"
+                                        " AND key = %s", (key,))).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    @staticmethod
+    def _replay(stored: tuple[str, int, Any], digest: str) -> tuple[int, dict[str, Any]]:
+        if stored[0] != digest:
+            raise ApiError(409, "Idempotency-Key reused with a different body")
+        return stored[1], stored[2]
+
+    async def _request_to_pay(self, order_id: str, amount: int, channel: dict[str, Any], account: str, payee: str,
+                              expires: datetime) -> str:
+        body = json.dumps({"rtp_id": order_id, "amount": amount, "currency": "SYP",
+                           "channel": {"kind": channel["kind"], "provider": channel["id"], "account": account},
+                           "payee": payee, "expires_at": expires.isoformat()}, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json",
+                   signing.HEADER: signing.sign(self.cfg.key, "POST", "/v1/rtp", body, self.now().timestamp())}
+        try:
+            resp = await self.cfg.switch.post("/v1/rtp", content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, "switch unavailable", f"{type(exc).__name__}: retry with the same Idempotency-Key") \
+                from None
+        if resp.status_code not in (200, 202):
+            raise ApiError(502, "switch refused the request to pay", f"HTTP {resp.status_code}: {resp.text[:300]}")
+        return str(resp.json()["switch_ref"])
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+            row = await cur.fetchone()
+        if not row:
+            raise ApiError(404, "unknown order", order_id)
+        return _order_doc(row)
+
+    async def receipt(self, order_id: str) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT payload, signature, algorithm, chain FROM receipts WHERE order_id = %s",
+                              (order_id,))
+            row = await cur.fetchone()
+        if not row:
+            await self.order(order_id)  # 404 for unknown orders
+            raise ApiError(404, "no receipt", "the order is not paid")
+        return dict(row)
+
+    async def _close(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], status: str, reason: str | None,
+                     now: datetime, late: str | None = None) -> None:
+        await ledger.abort(conn, row["id"], row["amount"], now)
+        await conn.execute("UPDATE orders SET status = %s, reason = %s, late_status = %s, closed_at = %s WHERE id = %s",
+                           (status, reason, late, now, row["id"]))
+        ORDERS.labels(status).inc()
+
+    async def cancel(self, order_id: str) -> dict[str, Any]:
+        now = self.now()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
+            row = await cur.fetchone()
+            if not row:
+                raise ApiError(404, "unknown order", order_id)
+            if row["status"] == "pending":
+                await self._close(conn, row, "cancelled", "cancelled by the payer", now)
+            elif row["status"] != "cancelled":
+                raise ApiError(409, f"order is {row['status']}", "only a pending order can be cancelled")
+        return await self.order(order_id)
+
+    async def expire_due(self, limit: int = 500) -> int:
+        now = self.now()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM orders WHERE status = 'pending' AND expires_at <= %s ORDER BY expires_at"
+                              " LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit))
+            rows = await cur.fetchall()
+            for row in rows:
+                await self._close(conn, row, "expired", "not paid in time", now)
+        return len(rows)
+
+    # -- the switch's callbacks -------------------------------------------------------------------------------------
+
+    async def callback(self, signature: str | None, raw: bytes) -> dict[str, Any]:
+        now = self.now()
+        reason = signing.verify(self.cfg.key, signature, "POST", CALLBACK_PATH, raw, now.timestamp())
+        if reason:
+            raise ApiError(401, "bad callback signature", reason)
+        try:
+            cb = Callback.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (cb.rtp_id,))
+            row = await cur.fetchone()
+            if not row:  # not (yet) committed here: the switch retries with backoff
+                raise ApiError(404, "unknown order", cb.rtp_id)
+            seen = await (await conn.execute(
+                "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, '', %s)"
+                " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), now)
+            )).fetchone()
+            if not seen:
+                return {"result": "duplicate", "order": cb.rtp_id}
+            result = await self._apply(conn, row, cb, now)
+            await conn.execute("UPDATE callbacks SET result = %s WHERE event_id = %s", (result, cb.event_id))
+        return {"result": result, "order": cb.rtp_id}
+
+    async def _apply(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], cb: Callback, now: datetime) -> str:
+        if row["status"] != "pending":
+            if row["status"] != ("paid" if cb.status == "approved" else "declined"):
+                await conn.execute("UPDATE orders SET late_status = %s WHERE id = %s", (cb.status, row["id"]))
+            return "ignored"
+        if cb.switch_ref != row["switch_ref"] or cb.amount != row["amount"]:
+            await self._close(conn, row, "failed", f"switch reported {cb.amount} under {cb.switch_ref}", now,
+                              late=cb.status)
+            return "mismatch"
+        if cb.decided_at > row["expires_at"]:  # decided in time but delivered late still counts as in time
+            await self._close(conn, row, "expired", "not paid in time", now, late=cb.status)
+            return "expired"
+        if cb.status == "declined":
+            await self._close(conn, row, "declined", cb.reason or "declined", now)
+            return "declined"
+        await ledger.commit(conn, row["id"], row["payee"], row["amount"], now)
+        await conn.execute("UPDATE orders SET status = 'paid', closed_at = %s WHERE id = %s", (now, row["id"]))
+        if row["bill_reference"]:
+            await conn.execute("UPDATE bills SET paid_order = %s WHERE reference = %s", (row["id"],
+                                                                                         row["bill_reference"]))
+        fields = {"receipt_id": "R" + row["id"][2:], "order_id": row["id"], "kind": row["kind"],
+                  "service_id": row["service_id"], "bill_reference": row["bill_reference"], "payee": row["payee"],
+                  "amount": row["amount"], "currency": row["currency"], "channel": row["channel"],
+                  "payer_account": "*" * (len(row["payer_account"]) - 4) + row["payer_account"][-4:],
+                  "switch_ref": row["switch_ref"], "paid_at": now.isoformat(), "issuer": "govcloud payment gateway"}
+        rec = make_receipt(self.cfg.signer, fields)
+        await conn.execute("INSERT INTO receipts (order_id, payload, signature, algorithm, chain) VALUES"
+                           " (%s, %s, %s, %s, %s)", (row["id"], rec["payload"], rec["signature"], rec["algorithm"],
+                                                     rec["chain"]))
+        ORDERS.labels("paid").inc()
+        PAY_LATENCY.observe(max((now - row["created_at"]).total_seconds(), 0.0))
+        return "paid"
+
+    async def query_switch(self, order_id: str) -> dict[str, Any]:
+        path = f"/v1/rtp/{order_id}"
+        headers = {signing.HEADER: signing.sign(self.cfg.key, "GET", path, b"", self.now().timestamp())}
+        resp = await self.cfg.switch.get(path, headers=headers)
+        if resp.status_code != 200:
+            raise ApiError(502, "switch status query failed", f"HTTP {resp.status_code}")
+        doc: dict[str, Any] = resp.json()
+        return doc
+
+    # -- reconciliation ---------------------------------------------------------------------------------------------
+
+    async def settlement(self, day: date) -> list[dict[str, str]]:
+        path = f"/v1/settlements/{day.isoformat()}"
+        headers = {signing.HEADER: signing.sign(self.cfg.key, "GET", path, b"", self.now().timestamp())}
+        try:
+            resp = await self.cfg.switch.get(path, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, "switch unavailable", type(exc).__name__) from None
+        if resp.status_code != 200:
+            raise ApiError(502, "settlement file unavailable", f"HTTP {resp.status_code}")
+        reason = signing.verify(self.cfg.key, resp.headers.get(signing.HEADER), "GET", path, resp.content,
+                                self.now().timestamp())
+        if reason:
+            raise ApiError(502, "settlement file signature invalid", reason)
+        return list(csv.DictReader(io.StringIO(resp.text)))
+
+    async def reconcile(self, day: date) -> dict[str, Any]:
+        rows = await self.settlement(day)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            # the ledger's view: per order committed that day, the amount moved to switch:receivable
+            await cur.execute(
+                "SELECT t.order_id, o.switch_ref, e.amount FROM ledger_tx t JOIN entries e ON e.tx_id = t.id"
+                " JOIN orders o ON o.id = t.order_id WHERE t.kind = 'commit' AND e.account = %s"
+                " AND t.created_at >= %s AND t.created_at < %s", (ledger.RECEIVABLE, start, start + timedelta(days=1)))
+            books = {r["order_id"]: r for r in await cur.fetchall()}
+            mismatches: list[dict[str, Any]] = []
+            matched = 0
+            for s in rows:
+                rtp_id = s["rtp_id"]
+                mine = books.pop(rtp_id, None)
+                if mine is None:  # perhaps committed on another day
+                    await cur.execute(
+                        "SELECT t.order_id, o.switch_ref, e.amount FROM ledger_tx t JOIN entries e ON e.tx_id = t.id"
+                        " JOIN orders o ON o.id = t.order_id WHERE t.kind = 'commit' AND e.account = %s"
+                        " AND t.order_id = %s", (ledger.RECEIVABLE, rtp_id))
+                    mine = await cur.fetchone()
+                if mine is None:
+                    await cur.execute("SELECT status FROM orders WHERE id = %s", (rtp_id,))
+                    o = await cur.fetchone()
+                    mismatches.append({"kind": "missing_in_ledger", "order_id": rtp_id, "switch_ref": s["switch_ref"],
+                                       "switch_amount": int(s["amount"]), "ledger_amount": None,
+                                       "order_status": o["status"] if o else None})
+                elif int(s["amount"]) != mine["amount"] or s["switch_ref"] != mine["switch_ref"]:
+                    mismatches.append({"kind": "amount_mismatch" if int(s["amount"]) != mine["amount"]
+                                       else "reference_mismatch", "order_id": rtp_id, "switch_ref": s["switch_ref"],
+                                       "switch_amount": int(s["amount"]), "ledger_amount": mine["amount"]})
+                else:
+                    matched += 1
+            for oid, mine in sorted(books.items()):
+                mismatches.append({"kind": "missing_in_settlement", "order_id": oid, "switch_ref": mine["switch_ref"],
+                                   "switch_amount": None, "ledger_amount": mine["amount"]})
+            await cur.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches) VALUES"
+                              " (%s, %s, %s, %s) RETURNING id", (day, self.now(), matched, Jsonb(mismatches)))
+            rid = (await cur.fetchone() or {}).get("id")
+        return {"id": rid, "date": day.isoformat(), "settlement_rows": len(rows), "matched": matched,
+                "mismatches": mismatches}
+
+    async def reconciliation(self, rid: int) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM reconciliations WHERE id = %s", (rid,))
+            r = await cur.fetchone()
+        if not r:
+            raise ApiError(404, "unknown reconciliation", str(rid))
+        return {"id": r["id"], "date": r["day"].isoformat(), "matched": r["matched"], "mismatches": r["mismatches"],
+                "created_at": _iso(r["created_at"])}
+
+    async def ledger_check(self) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            return await ledger.check(conn)

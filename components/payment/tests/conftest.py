@@ -1,0 +1,147 @@
+"""In-process wiring for the gateway's tests: payment ⇄ switch simulator over httpx ASGI transports, each on its
+own fresh database of the session's real PostgreSQL, one injected clock, a local CA chain, a fake portal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
+from govcloud_common import db
+from govcloud_common.testing import PgServer
+from payment import signing
+from payment.app import build_app
+from payment.fees import PortalFeeSource
+from payment.gateway import Gateway, PaymentConfig
+from payment.receipts import local_chain
+from switch.app import Switch, SwitchConfig
+from switch.app import build_app as build_switch
+
+KEY = "test-callback-key"
+ADMIN = "test-admin-token"
+ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN}"}
+FEES = {"passport-renewal": 25_000, "birth-certificate": 3_500, "driving-licence": 120_000}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw: float) -> None:
+        self.t += timedelta(**kw)
+
+
+def portal_transport(fees: dict[str, Any]) -> httpx.MockTransport:
+    """The portal's fee API as the catalog answers it."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        parts = request.url.path.strip("/").split("/")
+        if len(parts) == 4 and parts[:2] == ["api", "services"] and parts[3] == "fee" and parts[2] in fees:
+            return httpx.Response(200, json={"service_id": parts[2], "amount": fees[parts[2]], "currency": "SYP",
+                                             "name": parts[2].replace("-", " ")})
+        return httpx.Response(404, json={"title": "not found"})
+    return httpx.MockTransport(handler)
+
+
+def new_database(server: PgServer) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(server: PgServer, name: str) -> None:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class System:
+    pay: httpx.AsyncClient         # a client of the payment API
+    sw: httpx.AsyncClient          # a client of the switch API
+    gw: Gateway
+    switch: Switch
+    clock: FakeClock
+    root_pem: str
+    pay_dsn: str
+    sw_dsn: str
+    admin = ADMIN_HEADERS
+    key = KEY
+    fees = FEES
+
+    async def order(self, key: str, **body: Any) -> httpx.Response:
+        doc = {"channel": "mtn-cash", "payer_account": "0933123456", **body}
+        return await self.pay.post("/api/orders", json=doc, headers={"Idempotency-Key": key})
+
+    async def fee_order(self, key: str, service: str = "passport-renewal", **kw: Any) -> httpx.Response:
+        return await self.order(key, kind="fee", service_id=service, **kw)
+
+    async def dispatch(self) -> dict[str, int]:
+        """Let the switch deliver its due callbacks once (what its background loop does)."""
+        return await self.switch.dispatch_due()
+
+    async def behaviour(self, default: str = "approve", **accounts: str) -> None:
+        resp = await self.sw.put("/v1/sim/behaviour", json={"default": default, "accounts": accounts},
+                                 headers={"authorization": f"Bearer {ADMIN}"})
+        assert resp.status_code == 200, resp.text
+
+    def sql(self, query: str, *args: Any, dsn: str | None = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(dsn or self.pay_dsn) as conn:
+            return conn.execute(query, args).fetchall()
+
+    async def ledger_balanced(self) -> dict[str, Any]:
+        check = await self.gw.ledger_check()
+        assert check["balanced"], check
+        per_tx = self.sql("SELECT tx_id, sum(amount) FROM entries GROUP BY tx_id")
+        assert all(s == 0 for _, s in per_tx), per_tx
+        return check
+
+    def signed(self, payload: dict[str, Any], key: str = KEY, path: str = "/api/switch/callbacks",
+               at: datetime | None = None) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(payload).encode()
+        sig = signing.sign(key, "POST", path, body, (at or self.clock()).timestamp())
+        return body, {"content-type": "application/json", signing.HEADER: sig}
+
+
+@pytest_asyncio.fixture
+async def system(pg_server: PgServer) -> AsyncIterator[System]:
+    pay_db, sw_db = new_database(pg_server), new_database(pg_server)
+    pay_dsn, sw_dsn = pg_server.dsn(pay_db), pg_server.dsn(sw_db)
+    db.migrate("payment", conninfo=pay_dsn)
+    db.migrate("switch", conninfo=sw_dsn)
+    clock = FakeClock()
+    signer, root = local_chain("test platform")
+    sw_cfg = SwitchConfig(conninfo=sw_dsn, key=KEY, admin_token=ADMIN, payment=httpx.AsyncClient(), clock=clock)
+    switch_app = build_switch(sw_cfg)
+    to_switch = httpx.AsyncClient(transport=httpx.ASGITransport(switch_app), base_url="http://switch")
+    portal = httpx.AsyncClient(transport=portal_transport(FEES), base_url="http://portal")
+    cfg = PaymentConfig(conninfo=pay_dsn, key=KEY, admin_token=ADMIN, switch=to_switch,
+                        fees=PortalFeeSource(portal), signer=signer, clock=clock)
+    pay_app = build_app(cfg)
+    await sw_cfg.payment.aclose()
+    sw_cfg.payment = httpx.AsyncClient(transport=httpx.ASGITransport(pay_app), base_url="http://payment")
+    gw: Gateway = pay_app.state.gateway
+    sw: Switch = switch_app.state.switch
+    await gw.open()
+    await sw.open()
+    pay = httpx.AsyncClient(transport=httpx.ASGITransport(pay_app), base_url="http://payment")
+    try:
+        yield System(pay, to_switch, gw, sw, clock, root.public_bytes(serialization.Encoding.PEM).decode(),
+                     pay_dsn, sw_dsn)
+    finally:
+        for c in (pay, to_switch, portal, sw_cfg.payment):
+            await c.aclose()
+        await gw.close()
+        await sw.close()
+        drop_database(pg_server, pay_db)
+        drop_database(pg_server, sw_db)
+

@@ -1,0 +1,174 @@
+"""Receipt signing (local chain and the CA path), the ledger's database guarantees and its properties."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from govcloud_common import db
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from payment import ledger
+from payment.ca_signer import signer_from_ca
+from payment.fees import FeeSourceError, PortalFeeSource, UnknownService
+from payment.receipts import InvalidReceipt, issue, local_chain, make_receipt, verify_receipt
+
+NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_receipt_verifies_offline_and_rejects_tampering():
+    signer, root = local_chain()
+    doc = make_receipt(signer, {"order_id": "PO1", "amount": 1500, "currency": "SYP"})
+    assert verify_receipt(doc, pem(root)) == {"order_id": "PO1", "amount": 1500, "currency": "SYP"}
+    assert verify_receipt({**doc, "chain": doc["chain"][:2]}, pem(root))["amount"] == 1500  # anchor optional
+    with pytest.raises(InvalidReceipt, match="signature"):
+        verify_receipt({**doc, "payload": doc["payload"].replace("1500", "15000")}, pem(root))
+    with pytest.raises(InvalidReceipt):
+        verify_receipt({**doc, "chain": doc["chain"][:1]}, pem(root))  # intermediate missing
+    with pytest.raises(InvalidReceipt, match="not valid"):
+        verify_receipt(doc, pem(root), at=datetime.now(UTC) + timedelta(days=3650))
+    with pytest.raises(InvalidReceipt, match="malformed"):
+        verify_receipt({"payload": "{}"}, pem(root))
+
+
+def test_a_leaf_cannot_act_as_an_issuer():
+    signer, root = local_chain()
+    rogue_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = signer.key
+    assert isinstance(leaf_key, ec.EllipticCurvePrivateKey)
+    rogue = issue("rogue", rogue_key, "govcloud receipts signer", leaf_key)  # "issued" by the non-CA leaf
+    from payment.receipts import KeySigner
+    doc = make_receipt(KeySigner(rogue_key, [rogue, *signer.chain]), {"x": 1})
+    with pytest.raises(InvalidReceipt, match="not a CA"):
+        verify_receipt(doc, pem(root))
+
+
+def test_ca_signer_gets_its_certificate_from_the_platform_ca_api():
+    """The real path, against a fake CA speaking the CA component's API (POST /api/v1/certificates)."""
+    root_key, issuing_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = issue("fake root", root_key, ca=True)
+    issuing = issue("fake platform CA", issuing_key, "fake root", root_key, ca=True)
+    seen: dict[str, object] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.update(body, auth=request.headers["authorization"])
+        csr = x509.load_pem_x509_csr(body["csr"].encode())
+        now = datetime.now(UTC)
+        cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(issuing.subject)
+                .public_key(csr.public_key()).serial_number(42).not_valid_before(now - timedelta(minutes=1))
+                .not_valid_after(now + timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .sign(issuing_key, hashes.SHA256()))
+        return httpx.Response(201, json={"certificate": pem(cert), "chain": [pem(issuing), pem(root)],
+                                         "serial": "2A"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://ca") as client:
+        signer = signer_from_ca("ca-admin", client=client)
+    assert seen["profile"] == "document-signing" and seen["auth"] == "Bearer ca-admin"
+    fields = verify_receipt(make_receipt(signer, {"order_id": "PO9"}), pem(root))
+    assert fields == {"order_id": "PO9"}
+
+
+@pytest.mark.asyncio
+async def test_portal_fee_source_rejects_bad_answers():
+    answers = {"float": (200, {"amount": 12.5}), "negative": (200, {"amount": -1}), "bool": (200, {"amount": True}),
+               "eur": (200, {"amount": 5, "currency": "EUR"}), "down": (500, {}), "gone": (404, {}),
+               "ok": (200, {"amount": 700, "currency": "SYP", "name": "x"})}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, doc = answers[request.url.path.split("/")[3]]
+        return httpx.Response(status, json=doc)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://portal") as client:
+        src = PortalFeeSource(client)
+        assert (await src.fee("ok")).amount == 700
+        with pytest.raises(UnknownService):
+            await src.fee("gone")
+        for bad in ("float", "negative", "bool", "eur", "down"):
+            with pytest.raises(FeeSourceError):
+                await src.fee(bad)
+
+
+# -- the ledger -----------------------------------------------------------------------------------------------------
+
+def test_database_refuses_unbalanced_and_edited_entries(pg_dsn):
+    db.migrate("payment", conninfo=pg_dsn)
+    with psycopg.connect(pg_dsn) as conn:
+        tx = conn.execute("INSERT INTO ledger_tx (kind, created_at) VALUES ('t', now()) RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 5)", (tx,))
+        with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
+            conn.commit()
+    with psycopg.connect(pg_dsn) as conn:
+        tx = conn.execute("INSERT INTO ledger_tx (kind, created_at) VALUES ('t', now()) RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 5),"
+                     " (%s, 'switch:receivable', -5)", (tx, tx))
+        conn.commit()
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("UPDATE entries SET amount = 6 WHERE tx_id = %s", (tx,))
+        conn.rollback()
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("DELETE FROM entries WHERE tx_id = %s", (tx,))
+
+
+ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "abort"]), st.integers(0, 5),
+                         st.integers(1, 10**12)), min_size=1, max_size=25)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops)
+def test_ledger_invariants_hold_for_any_sequence_of_operations(pg_dsn, steps):
+    """Each transaction sums to zero, kept balances equal their entries, no-overdraft accounts never overdraw:
+    a second commit/abort of the same order is refused by the database, not just by the caller."""
+    db.migrate("payment", conninfo=pg_dsn)
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+            await conn.execute("TRUNCATE entries, ledger_tx, accounts CASCADE")
+            await conn.execute("INSERT INTO accounts (id, normal, no_overdraft, tracked) VALUES ('switch:pending',"
+                               " 'debit', false, false), ('switch:receivable', 'debit', false, false)")
+            await conn.commit()
+            model: dict[str, tuple[str, int]] = {}  # order -> (state, amount)
+            for op, n, amount in steps:
+                oid = f"o{n}"
+                state, amt = model.get(oid, ("new", amount))
+                if op == "reserve":
+                    if state != "new":
+                        continue  # an order is reserved once (its id comes from its idempotency key)
+                    async with conn.transaction():
+                        await ledger.reserve(conn, oid, amount, NOW)
+                    model[oid] = ("reserved", amount)
+                else:
+                    try:
+                        async with conn.transaction():
+                            if op == "commit":
+                                await ledger.commit(conn, oid, f"p{n % 2}", amt, NOW)
+                            else:
+                                await ledger.abort(conn, oid, amt, NOW)
+                        accepted = True
+                    except (psycopg.errors.CheckViolation, psycopg.errors.ForeignKeyViolation):
+                        accepted = False
+                    assert accepted == (state == "reserved"), f"{op} of a {state} order: accepted={accepted}"
+                    if accepted:
+                        model[oid] = ("paid" if op == "commit" else "aborted", amt)
+                check = await ledger.check(conn)
+                assert check["balanced"], check
+            open_amount = sum(a for s, a in model.values() if s == "reserved")
+            paid = sum(a for s, a in model.values() if s == "paid")
+            assert await ledger.balance(conn, ledger.PENDING) == open_amount
+            assert await ledger.balance(conn, ledger.RECEIVABLE) == paid
+            payees = await ledger.balance(conn, "payee:p0") + await ledger.balance(conn, "payee:p1")
+            assert payees == -paid
+
+    asyncio.run(run())
