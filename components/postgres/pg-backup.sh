@@ -37,14 +37,18 @@ case "$cmd" in
     # hold one REPEATABLE READ transaction open: its exported snapshot is what pg_dump dumps and
     # what the facts describe, so a restore can be verified exactly even while writes go on
     coproc SESSION { "${PSQL[@]}" -d "$db"; }
-    echo "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot();" >&"${SESSION[1]}"
-    read -r snapshot <&"${SESSION[0]}"
+    exec 3>&"${SESSION[1]}" 4<&"${SESSION[0]}"  # coproc fds are not inherited by pipelines; these are
+    eval "exec ${SESSION[1]}>&- ${SESSION[0]}<&-"  # keep one copy only, so closing 3 ends the session
+    echo "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot();" >&3
+    read -r snapshot <&4
     pg_dump -h /tmp -p "$PORT" -U postgres -d "$db" --snapshot="$snapshot" -Fc -Z 1 --no-owner
-    facts_sql | tr '\n' ' ' >&"${SESSION[1]}"; echo >&"${SESSION[1]}"
-    read -r facts <&"${SESSION[0]}"
-    echo "COMMIT;" >&"${SESSION[1]}"
-    exec {SESSION[1]}>&-
+    facts_sql > "/tmp/govcloud-facts-$db.sql"
+    echo "\\i /tmp/govcloud-facts-$db.sql" >&3
+    read -r facts <&4
+    echo "COMMIT;" >&3
+    exec 3>&- 4<&-
     wait "$SESSION_PID" 2>/dev/null || true
+    [ -n "$facts" ] || { echo "pg-backup.sh: no facts for $db" >&2; exit 1; }
     printf '%s\n' "$facts" > "$out"
     ;;
   facts)

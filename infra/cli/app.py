@@ -108,7 +108,8 @@ def main() -> None:
     from infra.state import StateError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except (StackError, PodmanError, StateError, BackupError, ResticError) as exc:
         for line in str(exc).splitlines():
             console.print(f"[red]error[/red]: {line}", highlight=False, soft_wrap=True)

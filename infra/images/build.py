@@ -21,6 +21,7 @@ from infra.contract import COMPONENTS_DIR, ComponentSpec
 from infra.runtime.podman import podman
 
 REPO = COMPONENTS_DIR.parent
+BODIES = REPO / "infra" / "data" / "bodies.yaml"
 REGISTRY = "localhost/govcloud"
 MIRROR = os.environ.get("GOVCLOUD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
@@ -141,7 +142,7 @@ def _build(ctx: Path, ref: ImageRef, volumes: list[str] | None = None) -> None:
 
 def component_ref(spec: ComponentSpec, parent: ImageRef) -> ImageRef:
     return ImageRef(spec.name, _digest(str(parent), _tree_digest(spec.directory, COMPONENTS_DIR / "common"),
-                                       spec.model_dump_json()))
+                                       BODIES.read_bytes(), spec.model_dump_json()))
 
 
 def build_component(spec: ComponentSpec, parent: ImageRef, say: Progress) -> ImageRef:
@@ -154,6 +155,7 @@ def build_component(spec: ComponentSpec, parent: ImageRef, say: Progress) -> Ima
         ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests")
         shutil.copytree(spec.directory, ctx / "app", ignore=ignore)
         shutil.copytree(COMPONENTS_DIR / "common", ctx / "common", ignore=ignore)
+        shutil.copy(BODIES, ctx / "common" / "bodies.yaml")  # the one list of bodies, read by components
         lines = [f"FROM {parent}"]
         if spec.image.apt:
             lines.append(
@@ -165,7 +167,8 @@ def build_component(spec: ComponentSpec, parent: ImageRef, say: Progress) -> Ima
             f"(getent passwd {spec.user} || useradd -u {spec.user} -g {spec.user} -M -d /tmp -s /usr/sbin/nologin app)",
             "COPY common /opt/govcloud/common",
             f"COPY app /opt/govcloud/{spec.name}",
-            f"ENV PYTHONPATH=/opt/govcloud/common:/opt/govcloud/{spec.name}",
+            f"ENV PYTHONPATH=/opt/govcloud/common:/opt/govcloud/{spec.name} "
+            "GOVCLOUD_BODIES_FILE=/opt/govcloud/common/bodies.yaml",
             f"WORKDIR /opt/govcloud/{spec.name}",
             f"USER {spec.user}",
             f"LABEL io.govcloud.component={spec.name}",

@@ -82,6 +82,7 @@ class Restic:
 
     @staticmethod
     def finish_backup(proc: subprocess.Popen[bytes]) -> str:
+        proc.stdin = None  # the feeder closed it: that is restic's end of input
         out, err = proc.communicate()
         if proc.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()

@@ -79,6 +79,8 @@ def _snapshots_for(repo: Restic, model: StackModel, component: str, kind: str) -
         run = snap.tag("run")
         facts = next((s for s in repo.snapshots([f"govcloud-stack={model.name}", f"component={component}",
                                                  "kind=facts"]) if s.tag("run") == run), None)
+        if facts is None:
+            raise BackupError(f"{component}: snapshot {snap.id} has no facts to verify against; take a new backup")
     return snap, facts
 
 

@@ -86,13 +86,20 @@ class LocalRuntime:
             return f"container exited with code {code}: {tail[-1] if tail else 'no output'}"
         return None
 
-    def probe(self, spec: ComponentSpec) -> tuple[bool, str]:
+    def probe(self, spec: ComponentSpec, live: bool = False) -> tuple[bool, str]:
         if spec.probes is None:
             return True, ""
         port = names.port(self.model, spec, spec.probes.port)
         if spec.probes.kind == "tcp":
             return probe_tcp("127.0.0.1", port)
-        return probe_http(f"http://127.0.0.1:{port}{spec.probes.ready}")
+        return probe_http(f"http://127.0.0.1:{port}{spec.probes.live if live else spec.probes.ready}")
+
+    def _wait(self, spec: ComponentSpec, live: bool = False) -> None:
+        ok, reason = wait_until(lambda: self.probe(spec, live), READY_TIMEOUT_S,
+                                lambda: self._container_died(spec.name))
+        if not ok:
+            raise PodmanError(f"{spec.name} did not become {'alive' if live else 'ready'}: {reason} "
+                              f"(logs: podman logs {container_name(self.model, spec.name)})")
 
     def _push_secret(self, spec: ComponentSpec, data: dict[str, str]) -> None:
         # podman 4.3's secretKeyRef reads the secret as JSON {key: base64(value)}; the value goes on stdin
@@ -134,17 +141,14 @@ class LocalRuntime:
                 why = self._container_died(spec.name) or str(exc)
                 raise PodmanError(f"{spec.name} did not become ready: {why} "
                                   f"(logs: podman logs {container_name(self.model, spec.name)})") from None
-            ok, reason = wait_until(lambda s=spec: self.probe(s), READY_TIMEOUT_S,  # type: ignore[misc]
-                                    lambda s=spec: self._container_died(s.name))  # type: ignore[misc]
-            if not ok:
-                raise PodmanError(f"{spec.name} did not become ready: {reason} "
-                                  f"(logs: podman logs {container_name(self.model, spec.name)})")
-            if spec.bootstrap:
+            if spec.bootstrap:  # bootstrap needs the process alive (migrated), and readiness may need it
+                self._wait(spec, live=True)
                 say(f"{spec.name}: bootstrap")
                 result = self.exec(spec.name, spec.bootstrap)
                 if result.returncode != 0:
                     err = result.stderr.decode(errors="replace").strip().splitlines()
                     raise PodmanError(f"{spec.name} bootstrap failed: {err[-1] if err else result.returncode}")
+            self._wait(spec)
             self._record(spec.name, fp)
             say(f"{spec.name}: ready")
             statuses.append(self._status(spec))
@@ -185,10 +189,7 @@ class LocalRuntime:
             podman("pod", "stop", "-t", "10", pod)
             return
         podman("pod", "start", pod)
-        spec = load_components()[component]
-        ok, reason = wait_until(lambda: self.probe(spec), READY_TIMEOUT_S, lambda: self._container_died(component))
-        if not ok:
-            raise PodmanError(f"{component} did not become ready again: {reason}")
+        self._wait(load_components()[component])
 
     def down(self, say: Progress, volumes: bool = False) -> list[str]:
         """Stop this stack's pods (reverse start order); with ``volumes`` also its data, secrets and state."""
