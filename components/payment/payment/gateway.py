@@ -246,7 +246,7 @@ class Gateway:
                     await ledger.reserve(conn, order_id, amount, now)
                     response = _order_doc(row)
                     await conn.execute("UPDATE idempotency SET status = 201, response = %s WHERE scope = 'orders'"
-                                       " AND key = %s", (Jsonb(response), key))
+                                       " AND key = %s", (json.dumps(response), key))
             if not claimed:  # a concurrent twin with the same key committed first
                 stored = await self._stored(conn, key)
                 assert stored is not None
@@ -257,7 +257,7 @@ class Gateway:
     async def _stored(self, conn: psycopg.AsyncConnection[Any], key: str) -> tuple[str, int, Any] | None:
         row = await (await conn.execute("SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders'"
                                         " AND key = %s", (key,))).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return (row[0], row[1], json.loads(row[2])) if row else None
 
     @staticmethod
     def _replay(stored: tuple[str, int, Any], digest: str) -> tuple[int, dict[str, Any]]:
