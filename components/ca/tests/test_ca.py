@@ -371,3 +371,40 @@ def test_maintenance_renews_nothing_when_fresh(ca_db):  # type: ignore[no-untype
     assert maintain() == {"crl": [], "ocsp_key": []}
     assert sorted(maintain(force_crl=True)["crl"]) == ["citizen", "platform", "root"]
     assert maintain() == {"crl": [], "ocsp_key": []}
+
+
+def test_backup_restore_verify_in_a_fresh_database(client, pg_server):  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import sys
+    import uuid
+
+    import psycopg
+
+    before = issue(client, "tls-server", csr_pem([f"backed-up.{DOMAIN}"])).json()
+    gone = issue(client, "bus-client", csr_pem([f"old.moh.bus.{DOMAIN}"])).json()
+    assert client.post(f"/api/v1/certificates/{gone['serial']}/revoke", json={"reason": "superseded"},
+                       headers=ADMIN).status_code == 200
+    here = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{here.parent / 'common'}"}
+
+    def ca(*args: str, db: str | None = None, stdin: bytes | None = None) -> bytes:
+        run_env = {**env, "PGDATABASE": db} if db else env
+        res = subprocess.run([sys.executable, "-m", "ca", *args], env=run_env, input=stdin, capture_output=True,
+                             timeout=60)
+        assert res.returncode == 0, res.stderr.decode()[-2000:]
+        return res.stdout
+
+    dump = ca("backup-dump")
+    assert b"ENCRYPTED PRIVATE KEY" in dump and b"BEGIN PRIVATE KEY" not in dump
+    fresh = "restore_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{fresh}"')
+    assert json.loads(ca("backup-restore", db=fresh, stdin=dump).decode().splitlines()[-1])["cas"] == 3
+    report = json.loads(ca("backup-verify", db=fresh).decode().splitlines()[-1])
+    assert report["ok"] and report["cas"] == {"root": "signs", "platform": "signs", "citizen": "signs"}
+    assert report["ocsp"][before["serial"]] == "good"
+    assert report["ocsp"][gone["serial"]] == "revoked"
+    res = subprocess.run([sys.executable, "-m", "ca", "backup-restore"], env={**env, "PGDATABASE": fresh},
+                         input=dump, capture_output=True, timeout=60)
+    assert res.returncode != 0 and b"already holds certificate authorities" in res.stderr
