@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="serve",
                         choices=["serve", "bootstrap", "maintain", "export-root", "backup-dump", "backup-restore",
                                  "backup-verify"])
+    parser.add_argument("--serial", action="append", help="backup-verify: also check this certificate's OCSP")
     parser.add_argument("--out", help="export-root: write the PKCS#12 file here (default: stdout)")
     args = parser.parse_args(argv)
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "backup-verify":
         from ca import backup
 
-        doc = backup.verify()
+        doc = backup.verify(args.serial)
         print(json.dumps(doc))
         return 0 if doc["ok"] else 1
     elif args.command == "export-root":
