@@ -28,6 +28,7 @@ log = logging.getLogger("payment")
 Clock = Callable[[], datetime]
 CALLBACK_PATH = "/api/switch/callbacks"
 BILL_REF = r"^[A-Z]{2,6}-[A-Za-z0-9]{1,32}$"
+ORDER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))"
 
 ORDERS = Counter("payment_orders_total", "Payment orders reaching a state", ["state"])
 PAY_LATENCY = Histogram("payment_order_paid_seconds", "Order creation to paid", buckets=(
@@ -227,21 +228,22 @@ class Gateway:
                     " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now))
                 claimed = await cur.fetchone() is not None
                 if claimed:
+                    # the switch may call back before this transaction commits: its callback waits on this lock
+                    await conn.execute(ORDER_LOCK, (order_id,))
                     switch_ref = await self._request_to_pay(order_id, amount, channel, req.payer_account, payee,
                                                             expires)
-                    try:
-                        async with conn.transaction():
-                            rcur = conn.cursor(row_factory=dict_row)
-                            await rcur.execute(
-                                "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
-                                " channel, payer_account, status, switch_ref, created_at, expires_at)"
-                                " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s) RETURNING *",
-                                (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                                 req.payer_account, switch_ref, now, expires))
-                            row = await rcur.fetchone()
-                    except psycopg.errors.UniqueViolation:
-                        raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "") \
-                            from None
+                    rcur = conn.cursor(row_factory=dict_row)
+                    await rcur.execute(
+                        "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency, channel,"
+                        " payer_account, status, switch_ref, created_at, expires_at)"
+                        " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s)"
+                        " ON CONFLICT (bill_reference) WHERE bill_reference IS NOT NULL"
+                        " AND status IN ('reserved', 'pending', 'paid') DO NOTHING RETURNING *",
+                        (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
+                         req.payer_account, switch_ref, now, expires))
+                    row = await rcur.fetchone()
+                    if row is None:
+                        raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "")
                     assert row is not None
                     await ledger.reserve(conn, order_id, amount, now)
                     response = _order_doc(row)
@@ -345,10 +347,11 @@ class Gateway:
         except ValidationError as exc:
             raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (cb.rtp_id,))
             row = await cur.fetchone()
-            if not row:  # not (yet) committed here: the switch retries with backoff
+            if not row:  # unknown here (e.g. its create failed after the switch accepted): the switch retries
                 raise ApiError(404, "unknown order", cb.rtp_id)
             seen = await (await conn.execute(
                 "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, '', %s)"
