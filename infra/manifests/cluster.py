@@ -177,10 +177,10 @@ def secret(model: StackModel, spec: ComponentSpec, data: dict[str, str] | None) 
     meta = _meta(model, spec.name, names.workload(model, spec.name))
     doc: Doc = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque"}
     if data is None:
-        keys = sorted(secret_keys(model, spec))
+        keys = secret_keys(model, spec)
         if spec.name == DATABASE:
             keys += [f"dbpass-{c}" for c in database_consumers(model)]
-        meta["annotations"] = {REDACTED: ",".join(keys)}
+        meta["annotations"] = {REDACTED: ",".join(sorted(keys))}
     else:
         doc["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())}
     return doc

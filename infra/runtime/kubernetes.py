@@ -211,15 +211,26 @@ class KubernetesRuntime:
             self._resources[(api_version, kind)] = self.client.resources.get(api_version=api_version, kind=kind)
         return self._resources[(api_version, kind)]
 
+    def _kind(self, doc: Doc) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            return self._resource(doc["apiVersion"], doc["kind"])
+        except ResourceNotFoundError:
+            raise DeployError([f"{ref(doc)}: the cluster has no {doc['apiVersion']} {doc['kind']} API "
+                               "(install the operator that provides it, e.g. cert-manager)"]) from None
+
     def _get(self, doc: Doc) -> Doc | None:
+        from kubernetes.client.exceptions import ApiException
         from kubernetes.dynamic.exceptions import NotFoundError
 
         meta = doc["metadata"]
         try:
-            return _plain(self.client.get(self._resource(doc["apiVersion"], doc["kind"]), name=meta["name"],
-                                          namespace=meta.get("namespace")))
+            return _plain(self.client.get(self._kind(doc), name=meta["name"], namespace=meta.get("namespace")))
         except NotFoundError:
             return None
+        except ApiException as exc:
+            raise DeployError([f"{ref(doc)}: {api_message(exc)}"]) from None
 
     def _list(self, api_version: str, kind: str, selector: str, namespace: str | None = None) -> list[Doc]:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -252,8 +263,8 @@ class KubernetesRuntime:
             kwargs["force_conflicts"] = True
         if dry_run:
             kwargs["dry_run"] = "All"
+        res = self._kind(doc)
         try:
-            res = self._resource(doc["apiVersion"], doc["kind"])
             return _plain(self.client.server_side_apply(res, body=doc, name=meta["name"],
                                                         namespace=meta.get("namespace"), **kwargs))
         except ApiException as exc:
@@ -261,11 +272,6 @@ class KubernetesRuntime:
             if getattr(exc, "status", None) == 409:
                 hint = " (another field manager owns these fields: fix it there, or re-run with --force-conflicts)"
             raise DeployError([f"{ref(doc)}: {api_message(exc)}{hint}"]) from None
-        except Exception as exc:
-            if exc.__class__.__name__ == "ResourceNotFoundError":
-                raise DeployError([f"{ref(doc)}: the cluster has no {doc['apiVersion']} {doc['kind']} API "
-                                   "(install the operator that provides it, e.g. cert-manager)"]) from None
-            raise
 
     # ---- rollout -------------------------------------------------------------------------------
     def _wait_rollouts(self, deployments: list[Doc], say: Progress) -> None:
