@@ -408,3 +408,74 @@ def test_backup_restore_verify_in_a_fresh_database(client, pg_server):  # type: 
     res = subprocess.run([sys.executable, "-m", "ca", "backup-restore"], env={**env, "PGDATABASE": fresh},
                          input=dump, capture_output=True, timeout=60)
     assert res.returncode != 0 and b"already holds certificate authorities" in res.stderr
+
+
+HSM_SCRIPT = """
+import json, os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ca.settings")
+import django
+django.setup()
+from datetime import UTC, datetime, timedelta
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django_ca.models import Certificate, CertificateAuthority
+from django_ca.profiles import profiles
+from ca.hierarchy import use_options
+from ca.policy import issue_context
+ca = CertificateAuthority.objects.get(name="platform")
+name = "hsm-issued." + os.environ["GOVCLOUD_DOMAIN"]
+csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+       .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+san = x509.Extension(x509.SubjectAlternativeName.oid, False, x509.SubjectAlternativeName([x509.DNSName(name)]))
+with issue_context("tls-server"):
+    cert = Certificate.objects.create_cert(ca, use_options(ca), csr, profile=profiles["tls-server"],
+                                           subject=csr.subject, extensions=[san],
+                                           not_after=datetime.now(tz=UTC) + timedelta(days=30))
+print(json.dumps({"serial": cert.serial, "backends": {c.name: c.key_backend_alias
+                  for c in CertificateAuthority.objects.all()},
+                  "platform_options": sorted(ca.key_backend_options)}))
+"""
+
+
+def test_issuing_ca_keys_in_softhsm2(ca_db, pg_server, tmp_path):  # type: ignore[no-untyped-def]
+    """With PKCS#11 configured, issuing CA keys are created in (and sign inside) SoftHSM2; the root stays
+    exportable in the database."""
+    import json
+    import os
+    import sys
+    import uuid
+
+    import psycopg
+
+    conf = tmp_path / "softhsm2.conf"
+    (tmp_path / "tokens").mkdir()
+    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    label, pin = "govcloud-ca-test", "test-user-pin-4821"
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    init = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin,
+                           "--so-pin", "test-so-pin-9173"], env=env, capture_output=True, text=True, timeout=30)
+    assert init.returncode == 0, init.stderr
+    db = "hsm_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    here = Path(__file__).resolve().parents[1]
+    env.update({"PGDATABASE": db, "PYTHONPATH": f"{here}{os.pathsep}{here.parent / 'common'}",
+                "GOVCLOUD_SETTING_PKCS11_LIBRARY": "/usr/lib/softhsm/libsofthsm2.so",
+                "GOVCLOUD_SETTING_PKCS11_TOKEN": label, "GOVCLOUD_SECRET_HSM_PIN": pin})
+
+    def run(*args: str) -> str:
+        res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout.strip().splitlines()[-1]
+
+    assert json.loads(run("-m", "ca", "bootstrap"))["hierarchy"] == {
+        "root": "created", "platform": "created", "citizen": "created"}
+    assert json.loads(run("-m", "ca", "bootstrap"))["hierarchy"]["platform"] == "exists"
+    issued = json.loads(run("-c", HSM_SCRIPT))
+    assert issued["backends"] == {"root": "default", "platform": "hsm", "citizen": "hsm"}
+    assert "private_key" not in issued["platform_options"]  # only a label/id pointing into the HSM
+    report = json.loads(run("-m", "ca", "backup-verify", "--serial", issued["serial"]))
+    assert report["ok"] and report["cas"] == {"root": "signs", "platform": "signs", "citizen": "signs"}
+    assert report["ocsp"][issued["serial"]] == "good"
