@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from k8s_support import cluster_stacks  # noqa: E402
+from k8s_support import cluster_stacks
 
 # kubernetes_validate re-reads its (multi-MB) JSON definitions for every document; the schemas are
 # read-only, so reading each once per process keeps the suite fast (validation itself is unchanged)

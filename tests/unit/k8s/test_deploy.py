@@ -26,13 +26,13 @@ class Clock:
         self.now += seconds
 
 
-def runtime(stack: str, fake: FakeDynamicClient, tmp_path: Path, model=None) -> KubernetesRuntime:  # noqa: ANN001
+def runtime(stack: str, fake: FakeDynamicClient, tmp_path: Path, model=None) -> KubernetesRuntime:
     clock = Clock()
     return KubernetesRuntime(model or load_stack(stack), client=fake, state=StackState(stack, root=tmp_path),
                              images=images(stack), sleep=clock.sleep, clock=clock, rollout_timeout=30, poll=5)
 
 
-def say(lines: list[str]):  # noqa: ANN201
+def say(lines: list[str]):
     return lines.append
 
 
@@ -97,7 +97,7 @@ def test_rollout_timeout_reports_progress(stack: str, tmp_path: Path, monkeypatc
     fake = FakeDynamicClient()
     original = fake._deployment_status
 
-    def stuck(dep):  # noqa: ANN001, ANN202
+    def stuck(dep):
         status = original(dep)
         if dep["metadata"]["name"] == f"{stack}-postgres":
             status.update(availableReplicas=0, readyReplicas=0)
@@ -130,7 +130,7 @@ def test_conflict_is_one_line_naming_the_object(stack: str, tmp_path: Path) -> N
     assert fake.objects[("v1", "Service", f"{stack}-portal", f"{stack}-portal")]["spec"]["type"] == "ClusterIP"
 
 
-def _without(stack: str, component: str):  # noqa: ANN202
+def _without(stack: str, component: str):
     path = stack_file(stack)
     from infra.model.loader import config_values
 

@@ -59,7 +59,7 @@ def test_every_pod_meets_restricted(stack: str) -> None:
 
 
 def test_images_pinned_by_content_tag_and_probes_present(stack: str) -> None:
-    for name, pod in pod_specs(docs(stack)):
+    for _, pod in pod_specs(docs(stack)):
         for c in pod["containers"]:
             image = c["image"]
             assert not image.endswith(":latest") and (

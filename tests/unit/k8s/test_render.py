@@ -8,12 +8,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from k8s_support import cluster_stacks, docs, images, specs
 from typer.testing import CliRunner
 
 from infra.manifests.cluster import ISSUER_SECRET, PHASES, REDACTED, phase
 from infra.manifests.render import render_stack
 from infra.model import list_stacks, load_stack
-from k8s_support import cluster_stacks, docs, images, specs
 
 VERSIONS = ["1.30.0", "1.31.0", "1.34.0"]
 
