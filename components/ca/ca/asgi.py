@@ -79,8 +79,8 @@ async def _maintenance(interval: float) -> None:
     """CRLs and OCSP delegate keys on a schedule (revocations also regenerate the CRL at once)."""
     while True:
         try:
-            done = await run_in_threadpool(_sync(hierarchy.maintain))
-            if done["crl"] or done["ocsp_key"]:
+            done = await run_in_threadpool(_sync(hierarchy.maintain_once))
+            if done and (done["crl"] or done["ocsp_key"]):
                 log.info("maintenance", extra={"fields": done})
         except Exception:
             log.exception("maintenance failed")

@@ -142,6 +142,19 @@ def maintain(force_crl: bool = False) -> dict[str, list[str]]:
     return done
 
 
+def maintain_once() -> dict[str, list[str]] | None:
+    """maintain() unless another worker/replica is doing it right now (then None)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK])
+        if not cur.fetchone()[0]:
+            return None
+    try:
+        return maintain()
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
+
+
 def chain(ca: CertificateAuthority) -> list[CertificateAuthority]:
     out = [ca]
     while out[-1].parent_id is not None:

@@ -366,11 +366,11 @@ def test_probes_and_metrics(client):  # type: ignore[no-untyped-def]
 
 
 def test_maintenance_renews_nothing_when_fresh(ca_db):  # type: ignore[no-untyped-def]
-    from ca.hierarchy import maintain
+    from ca.hierarchy import maintain, maintain_once
 
     assert maintain() == {"crl": [], "ocsp_key": []}
     assert sorted(maintain(force_crl=True)["crl"]) == ["citizen", "platform", "root"]
-    assert maintain() == {"crl": [], "ocsp_key": []}
+    assert maintain_once() == {"crl": [], "ocsp_key": []}
 
 
 def test_backup_restore_verify_in_a_fresh_database(client, pg_server):  # type: ignore[no-untyped-def]
