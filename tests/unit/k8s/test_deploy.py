@@ -238,3 +238,62 @@ def test_cli_exit_codes(stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, ["diff", "-s", stack])
     assert result.exit_code == 0 and result.stdout == ""
+
+
+class FakeExecStream:
+    """The WSClient surface exec uses: echoes stdin to stdout, then closes with the command's exit code."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command, self.pending, self.stdin, self.open, self.closed_stdin = command, [b"hello\n"], b"", True, False
+
+    def update(self, timeout: float = 0) -> None:
+        if self.closed_stdin or not self.pending:
+            self.pending.append(self.stdin)
+            self.open = False
+
+    def read_stdout(self, timeout: float = 0) -> bytes:
+        return self.pending.pop(0) if self.pending else b""
+
+    def read_stderr(self, timeout: float = 0) -> bytes:
+        return b"warn\n" if not self.open and self.stdin else b""
+
+    def write_stdin(self, data: bytes) -> None:
+        self.stdin += data
+
+    def close_channel(self, channel: int) -> None:
+        self.closed_stdin = True
+
+    def is_open(self) -> bool:
+        return self.open
+
+    @property
+    def returncode(self) -> int:
+        return 3
+
+    def close(self) -> None:
+        pass
+
+
+def test_exec_streams_into_a_ready_pod(stack: str, tmp_path: Path) -> None:
+    import io
+
+    fake = FakeDynamicClient()
+    seen: dict = {}
+
+    def stream(fn, pod, namespace, **kwargs):
+        seen.update(fn=fn.__name__, pod=pod, namespace=namespace, **kwargs)
+        return FakeExecStream(kwargs["command"])
+
+    rt = runtime(stack, fake, tmp_path)
+    rt.deploy(say([]))
+    rt._stream = stream
+    result = rt.exec("postgres", ["cat"], stdin=io.BytesIO(b"data"))
+    assert seen["fn"] == "connect_get_namespaced_pod_exec" and seen["namespace"] == f"{stack}-postgres"
+    assert seen["pod"].startswith(f"{stack}-postgres-") and seen["container"] == "postgres"
+    assert seen["stdin"] is True and seen["command"] == ["cat"]
+    assert result.returncode == 3 and b"hello\n" in result.stdout and b"data" in result.stdout
+    fake.rollouts[f"{stack}-portal"] = "crash"
+    with pytest.raises(DeployError, match="CrashLoopBackOff"):
+        runtime(stack, fake, tmp_path).deploy(say([]))
+    with pytest.raises(DeployError, match="portal: no ready pod"):
+        rt.exec("portal", ["true"])
