@@ -28,7 +28,7 @@ log = logging.getLogger("payment")
 Clock = Callable[[], datetime]
 CALLBACK_PATH = "/api/switch/callbacks"
 BILL_REF = r"^[A-Z]{2,6}-[A-Za-z0-9]{1,32}$"
-ORDER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))"
+ORDER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))"  # serialises create and callbacks
 
 ORDERS = Counter("payment_orders_total", "Payment orders reaching a state", ["state"])
 PAY_LATENCY = Histogram("payment_order_paid_seconds", "Order creation to paid", buckets=(
@@ -194,15 +194,16 @@ class Gateway:
         except ValidationError as exc:
             raise ApiError(422, "invalid order", json.dumps(exc.errors(include_url=False), default=str)) from None
         async with self.pool.connection() as conn:
-            stored = await self._stored(conn, key)
-        if stored:
-            return self._replay(stored, digest)
-        async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM channels WHERE id = %s AND enabled", (req.channel,))
-            channel = await cur.fetchone()
-        if not channel:
+            row = await (await conn.execute(
+                "SELECT i.body_hash, i.status, i.response, c.id, c.kind FROM (SELECT 1) one"
+                " LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %s"
+                " LEFT JOIN channels c ON c.id = %s AND c.enabled", (key, req.channel))).fetchone()
+        assert row is not None
+        if row[0] is not None:
+            return self._replay((row[0], row[1], json.loads(row[2])), digest)
+        if row[3] is None:
             raise ApiError(422, "unknown channel", req.channel)
+        channel = {"id": row[3], "kind": row[4]}
         if req.kind == "fee":
             assert req.service_id
             try:
@@ -223,32 +224,36 @@ class Gateway:
         expires = now + self.cfg.order_ttl
         async with self.pool.connection() as conn:
             async with conn.transaction():
+                # the order's lock first: the switch may call back before this transaction commits, and its
+                # callback waits on this lock; a concurrent twin with the same key waits here too
                 cur = await conn.execute(
-                    "INSERT INTO idempotency (scope, key, body_hash, created_at) VALUES ('orders', %s, %s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now))
+                    "INSERT INTO idempotency (scope, key, body_hash, created_at)"
+                    " SELECT 'orders', %s, %s, %s FROM (SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))) l"
+                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now, order_id))
                 claimed = await cur.fetchone() is not None
                 if claimed:
-                    # the switch may call back before this transaction commits: its callback waits on this lock
-                    await conn.execute(ORDER_LOCK, (order_id,))
                     switch_ref = await self._request_to_pay(order_id, amount, channel, req.payer_account, payee,
                                                             expires)
-                    rcur = conn.cursor(row_factory=dict_row)
-                    await rcur.execute(
-                        "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency, channel,"
-                        " payer_account, status, switch_ref, created_at, expires_at)"
-                        " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s)"
-                        " ON CONFLICT (bill_reference) WHERE bill_reference IS NOT NULL"
-                        " AND status IN ('reserved', 'pending', 'paid') DO NOTHING RETURNING *",
-                        (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                         req.payer_account, switch_ref, now, expires))
-                    row = await rcur.fetchone()
-                    if row is None:
+                    response = _order_doc({
+                        "id": order_id, "kind": req.kind, "service_id": req.service_id,
+                        "bill_reference": req.bill_reference, "payee": payee, "amount": amount, "currency": "SYP",
+                        "channel": req.channel, "payer_account": req.payer_account, "status": "pending",
+                        "reason": None, "switch_ref": switch_ref, "created_at": now, "expires_at": expires,
+                        "closed_at": None})
+                    async with conn.pipeline():
+                        ocur = await conn.execute(
+                            "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
+                            " channel, payer_account, status, switch_ref, created_at, expires_at)"
+                            " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s)"
+                            " ON CONFLICT (bill_reference) WHERE bill_reference IS NOT NULL"
+                            " AND status IN ('reserved', 'pending', 'paid') DO NOTHING RETURNING id",
+                            (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
+                             req.payer_account, switch_ref, now, expires))
+                        await ledger.reserve(conn, order_id, amount, now)
+                        await conn.execute("UPDATE idempotency SET status = 201, response = %s"
+                                           " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))
+                    if await ocur.fetchone() is None:
                         raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "")
-                    assert row is not None
-                    await ledger.reserve(conn, order_id, amount, now)
-                    response = _order_doc(row)
-                    await conn.execute("UPDATE idempotency SET status = 201, response = %s WHERE scope = 'orders'"
-                                       " AND key = %s", (json.dumps(response), key))
             if not claimed:  # a concurrent twin with the same key committed first
                 stored = await self._stored(conn, key)
                 assert stored is not None
@@ -349,18 +354,21 @@ class Gateway:
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (cb.rtp_id,))
+            await cur.execute("SELECT o.*, EXISTS (SELECT 1 FROM callbacks WHERE event_id = %s) AS seen"
+                              " FROM orders o WHERE o.id = %s FOR UPDATE", (cb.event_id, cb.rtp_id))
             row = await cur.fetchone()
             if not row:  # unknown here (e.g. its create failed after the switch accepted): the switch retries
                 raise ApiError(404, "unknown order", cb.rtp_id)
-            seen = await (await conn.execute(
-                "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, '', %s)"
-                " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), now)
-            )).fetchone()
-            if not seen:
+            if row["seen"]:
                 return {"result": "duplicate", "order": cb.rtp_id}
-            result = await self._apply(conn, row, cb, now)
-            await conn.execute("UPDATE callbacks SET result = %s WHERE event_id = %s", (result, cb.event_id))
+            async with conn.pipeline():
+                result = await self._apply(conn, row, cb, now)
+                dup = await conn.execute(
+                    "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), result,
+                                                           now))
+            if await dup.fetchone() is None:  # a copy of this event was applied concurrently: ours changed nothing
+                result = "duplicate"
         return {"result": result, "order": cb.rtp_id}
 
     async def _apply(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], cb: Callback, now: datetime) -> str:

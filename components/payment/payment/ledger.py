@@ -46,12 +46,11 @@ WITH opened AS (
 )
 INSERT INTO entries (tx_id, account, amount)
 SELECT tx.id, u.account, u.amount FROM tx, unnest(%(accounts)s::text[], %(amounts)s::bigint[]) AS u(account, amount)
-RETURNING tx_id
 """
 
 
 async def post(conn: psycopg.AsyncConnection[Any], order_id: str | None, kind: str, legs: list[tuple[str, int]],
-               now: datetime, open_accounts: list[tuple[str, str, bool, bool]] | None = None) -> int:
+               now: datetime, open_accounts: list[tuple[str, str, bool, bool]] | None = None) -> None:
     """Write one balanced ledger transaction inside the caller's database transaction, in one statement.
 
     ``open_accounts`` (id, normal, no_overdraft, tracked) are created first when they do not exist yet."""
@@ -60,27 +59,24 @@ async def post(conn: psycopg.AsyncConnection[Any], order_id: str | None, kind: s
     if any(isinstance(a, bool) or not isinstance(a, int) or a == 0 for _, a in legs):
         raise LedgerError(f"{kind}: amounts must be non-zero integers: {legs}")
     cols = list(zip(*open_accounts, strict=True)) if open_accounts else [(), (), (), ()]
-    cur = await conn.execute(_POST, {
+    await conn.execute(_POST, {
         "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]), "tracked": list(cols[3]),
         "order": order_id, "kind": kind, "now": now, "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs]})
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
 
 
-async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> int:
+async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
     acc = order_account(order_id)
     return await post(conn, order_id, "reserve", [(PENDING, amount), (acc, -amount)], now,
                       [(acc, "credit", True, True)])
 
 
-async def commit(conn: psycopg.AsyncConnection[Any], order_id: str, payee: str, amount: int, now: datetime) -> int:
+async def commit(conn: psycopg.AsyncConnection[Any], order_id: str, payee: str, amount: int, now: datetime) -> None:
     return await post(conn, order_id, "commit", [(order_account(order_id), amount), (payee_account(payee), -amount),
                                                   (RECEIVABLE, amount), (PENDING, -amount)], now,
                       [(payee_account(payee), "credit", True, False)])
 
 
-async def abort(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> int:
+async def abort(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
     return await post(conn, order_id, "abort", [(order_account(order_id), amount), (PENDING, -amount)], now)
 
 
