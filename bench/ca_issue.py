@@ -154,6 +154,15 @@ def run(n: int) -> int:
         assert ocsp.load_der_ocsp_response(r.content).certificate_status == ocsp.OCSPCertStatus.GOOD
 
     ocsp_rate = rate(n, ocsp_answer)
+    from django.test import Client
+
+    view_client = Client()
+
+    def ocsp_view(i: int) -> None:  # django-ca's responder without any HTTP stack: its own capacity
+        r = view_client.post(path, requests[i % len(requests)], content_type="application/ocsp-request")
+        assert ocsp.load_der_ocsp_response(r.content).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+    view_rate = rate(n, ocsp_view)
 
     served = served_rates(n, pems_extra=[c.public_bytes(serialization.Encoding.PEM).decode() for c in csrs[:n]],
                           ocsp_path=path, ocsp_requests=requests, headers=headers)
@@ -165,6 +174,7 @@ def run(n: int) -> int:
     print(f"{'django-ca Python API + policy + PostgreSQL':52} {py_rate:9.0f} {py_rate / baseline:10.2f}")
     print(f"{'our HTTP API (in-process ASGI, sequential)':52} {http_rate:9.0f} {http_rate / baseline:10.2f}")
     print(f"{'OCSP responses, live-signed (in-process, sequential)':52} {ocsp_rate:9.0f} {ocsp_rate / baseline:10.2f}")
+    print(f"{'OCSP view alone (django.test.Client, no HTTP stack)':52} {view_rate:9.0f} {view_rate / baseline:10.2f}")
     for label, value in served.items():
         print(f"{label:52} {value:9.0f} {value / baseline:10.2f}")
     print(f"n={n} per measure; goals: 100 certs/s, 1000 OCSP/s; 2 cores shared by server, client and PostgreSQL")
