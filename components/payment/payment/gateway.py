@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from payment import ledger, signing
+from payment import ledger, notify, signing
 from payment.fees import FeeSource, FeeSourceError, UnknownService
 from payment.receipts import ReceiptSigner, make_receipt
 
@@ -94,6 +94,7 @@ class PaymentConfig:
     pool_max: int = 8
     run_workers: bool = False
     worker_interval_s: float = 5.0
+    notify: notify.NotifyConfig | None = None
     pool: AsyncConnectionPool | None = field(default=None, repr=False)
 
 
@@ -117,6 +118,7 @@ class Gateway:
     def __init__(self, cfg: PaymentConfig) -> None:
         self.cfg = cfg
         self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
+        self.notifier = notify.Notifier(self.pool, cfg.notify) if cfg.notify else None
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -140,6 +142,13 @@ class Gateway:
             await conn.execute("INSERT INTO channels (id, kind, name, enabled) VALUES (%s, %s, %s, %s) ON CONFLICT (id)"
                                " DO UPDATE SET kind = excluded.kind, name = excluded.name, enabled = excluded.enabled",
                                (cid, kind, name, enabled))
+
+    async def set_biller_notify(self, biller: str, url: str, secret: str) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("UPDATE billers SET notify_url = %s, notify_secret = %s WHERE id = %s",
+                                     (url, secret, biller))
+            if cur.rowcount != 1:
+                raise ApiError(404, "unknown biller", biller)
 
     async def billers(self) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
@@ -313,6 +322,7 @@ class Gateway:
         await ledger.abort(conn, row["id"], row["amount"], now)
         await conn.execute("UPDATE orders SET status = %s, reason = %s, late_status = %s, closed_at = %s WHERE id = %s",
                            (status, reason, late, now, row["id"]))
+        await notify.enqueue(conn, self.cfg.notify, row, status, now)
         ORDERS.labels(status).inc()
 
     async def cancel(self, order_id: str) -> dict[str, Any]:
@@ -400,6 +410,7 @@ class Gateway:
         await conn.execute("INSERT INTO receipts (order_id, payload, signature, algorithm, chain) VALUES"
                            " (%s, %s, %s, %s, %s)", (row["id"], rec["payload"], rec["signature"], rec["algorithm"],
                                                      rec["chain"]))
+        await notify.enqueue(conn, self.cfg.notify, row, "paid", now, receipt_id=fields["receipt_id"])
         ORDERS.labels("paid").inc()
         PAY_LATENCY.observe(max((now - row["created_at"]).total_seconds(), 0.0))
         return "paid"
