@@ -70,7 +70,7 @@ class Delivery:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.nc is not None:
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await self.nc.close()  # in-flight messages are redelivered after ack_wait
 
     async def ready(self) -> str | None:
         if self.nc is None or not self.nc.is_connected:
@@ -81,7 +81,7 @@ class Delivery:
     # ---- enqueue ------------------------------------------------------------------------------------------
 
     async def enqueue(self, ex: Exchange) -> dict[str, Any]:
-        doc = {"service": ex.route.key, "client": ex.client_member, "method": ex.method, "path": ex.rest_path,
+        doc = {"messageId": ex.message_id, "service": ex.route.key, "client": ex.client_member, "method": ex.method, "path": ex.rest_path,
                "query": ex.query, "soap": ex.soap_client, "correlationId": ex.correlation_id,
                "headers": [[k.decode("latin1"), v.decode("latin1")] for k, v in ex.headers
                            if k in (b"content-type", b"soapaction", b"accept")],
@@ -135,10 +135,11 @@ class Delivery:
         return await asyncio.wait_for(_wait(), timeout)
 
     async def _handle(self, msg: Any) -> None:
-        message_id = msg.headers.get("Nats-Msg-Id", "") if msg.headers else ""
         attempt = msg.metadata.num_delivered
+        message_id = msg.headers.get("Nats-Msg-Id", "") if msg.headers else ""
         try:
             doc = json.loads(msg.data)
+            message_id = doc.get("messageId", message_id)  # replays carry another Nats-Msg-Id
             if await self._state(message_id) == "delivered":  # the ack was lost: never deliver twice
                 await msg.ack()
                 return

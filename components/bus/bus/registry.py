@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -69,14 +67,13 @@ class Registry:
         self.members: set[tuple[str, str]] = set()
 
     async def reload(self) -> None:
-        async with self.pool.connection() as conn:
-            conn.row_factory = dict_row  # type: ignore[assignment]
-            rows = await (await conn.execute(
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = await (await cur.execute(
                 "SELECT s.body, s.system, s.code, s.protocol, s.path, s.description, s.mapping, s.timeout_ms, "
                 "y.base_url FROM services s JOIN systems y ON (y.body, y.code) = (s.body, s.system)")).fetchall()
-            rights = await (await conn.execute(
+            rights = await (await cur.execute(
                 "SELECT client_body, client_system, body, system, service FROM access_rights")).fetchall()
-            members = await (await conn.execute("SELECT body, code FROM systems")).fetchall()
+            members = await (await cur.execute("SELECT body, code FROM systems")).fetchall()
         routes: dict[tuple[str, str, str], Route] = {}
         for r in rows:
             try:
@@ -103,9 +100,8 @@ class Registry:
         return n
 
     async def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
-            conn.row_factory = dict_row  # type: ignore[assignment]
-            return await (await conn.execute(sql, params)).fetchall()  # type: ignore[return-value]
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return await (await cur.execute(sql, params)).fetchall()
 
     async def upsert_body(self, id_: str, type_: str, name_en: str, name_ar: str = "", parent: str | None = None
                           ) -> None:
@@ -188,25 +184,11 @@ class Registry:
                 for r in rows]
 
 
-def bodies_file() -> Path:
-    """``GOVCLOUD_SETTING_BODIES_FILE``, else the repository's infra/data/bodies.yaml (the one source)."""
-    import os
+def read_bodies() -> list[dict[str, Any]]:
+    """The 26 bodies from the one shared bodies.yaml (govcloud_common.bodies finds it)."""
+    from govcloud_common.bodies import load_bodies
 
-    env = os.environ.get("GOVCLOUD_SETTING_BODIES_FILE")
-    if env:
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "infra" / "data" / "bodies.yaml"
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError("bodies.yaml not found: set GOVCLOUD_SETTING_BODIES_FILE")
-
-
-def read_bodies(path: Path | None = None) -> list[dict[str, Any]]:
-    data = yaml.safe_load((path or bodies_file()).read_text(encoding="utf-8"))
-    if not isinstance(data, list):
-        raise ValueError("bodies.yaml must be a list")
-    return data
+    return [{"id": b.id, "type": b.type, "en": b.en, "ar": b.ar, "parent": b.parent} for b in load_bodies()]
 
 
 def dumps(value: Any) -> str:

@@ -196,10 +196,11 @@ async def harness(pg_dsn: str, nats_server: NatsServer, pki: Pki, bodysystems: A
     async with members, admin_server, httpx.AsyncClient(
             base_url=admin_server.url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
         await register_members(admin, bodysystems.url)
+        h = Harness(bus, members.url, admin, pki, bodysystems, clock)
         try:
-            yield Harness(bus, members.url, admin, pki, bodysystems, clock)
+            yield h
         finally:
-            await bus.stop()
+            await h.bus.stop()
 
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
