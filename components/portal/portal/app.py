@@ -98,7 +98,10 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
               pool_size: int | None = None) -> FastAPI:
     """The portal app; ``conninfo`` empty means libpq's PG* variables (the env contract)."""
     size = pool_size or int(Settings.setting("db-pool", "10"))
-    pool = AsyncConnectionPool(conninfo, min_size=2, max_size=size, open=False, kwargs={"autocommit": True})
+    # random_page_cost 1.1: the catalog is small and cached; with the default (4) the planner prefers a sequential
+    # scan detoasting every tsvector over the GIN index, 5-10x slower for typical searches (bench/portal_search.py)
+    pool = AsyncConnectionPool(conninfo, min_size=2, max_size=size, open=False,
+                               kwargs={"autocommit": True, "options": "-c random_page_cost=1.1"})
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -185,7 +188,8 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
             s = await store.service(pool_of(request), service_id, ["published"])
         except store.NotFound as exc:
             raise HTTPException(404, str(exc)) from None
-        return {"service_id": s["id"], "amount_syp": s["fee_syp"], "currency": "SYP",
+        return {"service_id": s["id"], "amount": s["fee_syp"], "amount_syp": s["fee_syp"], "currency": "SYP",
+                "name": s["name_en"], "name_ar": s["name_ar"],
                 "legal_basis_en": s["fee_legal_basis_en"], "legal_basis_ar": s["fee_legal_basis_ar"],
                 "payment_channels": s["payment_channels"]}
 

@@ -90,9 +90,14 @@ class Service(ServiceSummary):
 
 
 class Fee(BaseModel):
+    """What the payment component reads (``payment.fees.PortalFeeSource``): ``amount`` + ``currency`` + ``name``."""
+
     service_id: str
+    amount: int = Field(description="the fee as an exact integer number of Syrian pounds (the same as amount_syp)")
     amount_syp: int = Field(description="exact amount in Syrian pounds")
     currency: Literal["SYP"] = "SYP"
+    name: str = Field(description="the service's name in English (name_ar: in Arabic)")
+    name_ar: str
     legal_basis_en: str
     legal_basis_ar: str
     payment_channels: list[str]

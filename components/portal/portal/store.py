@@ -69,7 +69,8 @@ async def search(pool: AsyncConnectionPool, f: Filters, limit: int, offset: int)
     prefix = text.prefix_query(f.q)
     if prefix:
         args.update(prefix=prefix, q=f.q[:200])
-        sql = (f"SELECT {SUMMARY}, ts_rank_cd(s.search, query) AS rank, count(*) OVER () AS total "
+        # matches come from the full vector (GIN); the rank from the names (hits in names first), cheap to compute
+        sql = (f"SELECT {SUMMARY}, ts_rank(s.name_search, query) AS rank, count(*) OVER () AS total "
                "FROM services s, (SELECT to_tsquery('simple', %(prefix)s) || plainto_tsquery('english', %(q)s) "
                "AS query) qq "
                f"WHERE s.search @@ query AND {' AND '.join(where)} ORDER BY rank DESC, s.id "

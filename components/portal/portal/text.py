@@ -25,10 +25,13 @@ def tokens(text: str) -> list[str]:
 
 
 def prefix_query(text: str, max_tokens: int = 8) -> str:
-    """A ``to_tsquery('simple', ...)`` string: every word as a prefix, with and without the article."""
+    """A ``to_tsquery('simple', ...)`` string: every word as a prefix, with and without the article.
+
+    One-letter words match whole words only: as prefixes they would match nearly the whole catalog.
+    """
     parts = []
     for tok in tokens(text)[:max_tokens]:
         bare = strip_article(tok)
         alts = sorted({tok, bare}) if bare != tok else [tok]
-        parts.append("(" + " | ".join(f"'{a}':*" for a in alts) + ")")
+        parts.append("(" + " | ".join(f"'{a}':*" if len(a) > 1 else f"'{a}'" for a in alts) + ")")
     return " & ".join(parts)

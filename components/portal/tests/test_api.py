@@ -104,7 +104,8 @@ def test_fee_endpoint_is_exact_integer(reader: TestClient) -> None:
     items = reader.get("/api/services", params={"fee_min": 1, "limit": 5}).json()["items"]
     for item in items:
         fee = reader.get(f"/api/services/{item['id']}/fee").json()
-        assert fee["amount_syp"] == item["fee_syp"] and isinstance(fee["amount_syp"], int)
+        assert fee["amount"] == fee["amount_syp"] == item["fee_syp"] and isinstance(fee["amount"], int)
+        assert fee["name"] == item["name_en"] and fee["name_ar"] == item["name_ar"]
         assert fee["currency"] == "SYP" and fee["legal_basis_en"] and "cash" in fee["payment_channels"]
     draft = reader.get("/api/services", params={"status": "draft", "limit": 1}, headers=ADMIN).json()["items"][0]
     assert reader.get(f"/api/services/{draft['id']}/fee").status_code == 404
@@ -132,3 +133,23 @@ def test_openapi(reader: TestClient) -> None:
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 def test_platform_endpoints(reader: TestClient, path: str) -> None:
     assert reader.get(path).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_payment_reads_the_fee(catalog_dsn: str) -> None:
+    """Contract with the payment component: its own fee client understands this endpoint."""
+    import httpx
+    from payment.fees import PortalFeeSource, UnknownService
+    from portal.app import build_app
+
+    app = build_app(catalog_dsn, admin_token="x", pool_size=2)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://portal") as client:
+        items = (await client.get("/api/services", params={"fee_min": 1, "limit": 3})).json()["items"]
+        source = PortalFeeSource(client)
+        for item in items:
+            fee = await source.fee(item["id"])
+            assert (fee.service_id, fee.amount, fee.currency, fee.name) == (
+                item["id"], item["fee_syp"], "SYP", item["name_en"])
+        with pytest.raises(UnknownService):
+            await source.fee("nope-0000")

@@ -79,5 +79,5 @@ def test_normalize_python_and_sql_agree(pg_dsn: str) -> None:
 
 def test_prefix_query() -> None:
     assert text.prefix_query("الجواز  سفر") == "('الجواز':* | 'جواز':*) & ('سفر':*)"
-    assert text.prefix_query("it's; drop") == "('it':*) & ('s':*) & ('drop':*)"
+    assert text.prefix_query("it's; drop") == "('it':*) & ('s') & ('drop':*)"
     assert text.prefix_query("  ...  ") == ""

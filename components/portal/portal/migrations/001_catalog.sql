@@ -48,6 +48,11 @@ CREATE TABLE services (
   documents_text text NOT NULL DEFAULT '',
   keywords_text text NOT NULL DEFAULT '',
   updated_at timestamptz NOT NULL DEFAULT now(),
+  -- names only: small enough to stay inline, so ranking the matches never detoasts the full vector
+  name_search tsvector GENERATED ALWAYS AS (
+    to_tsvector('simple', portal_search_words(name_ar || ' ' || name_en)) || to_tsvector('english', name_en)
+  ) STORED,
+  -- everything searchable: names (A), descriptions and category/life-event labels (B), documents (C)
   search tsvector GENERATED ALWAYS AS (
     setweight(to_tsvector('simple', portal_search_words(name_ar || ' ' || name_en)), 'A') ||
     setweight(to_tsvector('english', name_en), 'A') ||
