@@ -236,7 +236,8 @@ def served_rates(n: int, pems_extra: list[str], ocsp_path: str, ocsp_requests: l
 
         return {f"served /healthz, harness ceiling ({workers} workers)": asyncio.run(load(probe)),
                 f"served HTTP issuance ({workers} workers, {concurrency} concurrent)": asyncio.run(load(issue)),
-                f"served OCSP responses ({workers} workers, {concurrency} concurrent)": asyncio.run(load(answer))}
+                f"served OCSP, distinct certs: live-signed ({workers} workers)": asyncio.run(load(answer)),
+                f"served OCSP, same certs again: cached ({workers} workers)": asyncio.run(load(answer))}
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -479,3 +479,31 @@ def test_issuing_ca_keys_in_softhsm2(ca_db, pg_server, tmp_path):  # type: ignor
     report = json.loads(run("-m", "ca", "backup-verify", "--serial", issued["serial"]))
     assert report["ok"] and report["cas"] == {"root": "signs", "platform": "signs", "citizen": "signs"}
     assert report["ocsp"][issued["serial"]] == "good"
+
+
+def test_ocsp_cache_is_cleared_by_revocation(client, pki):  # type: ignore[no-untyped-def]
+    import os
+
+    d, cas = pki
+    doc = issue(client, "bus-client", csr_pem([f"cache.moh.bus.{DOMAIN}"])).json()
+    cert = x509.load_pem_x509_certificate(doc["certificate"].encode())
+    issuer = x509.load_pem_x509_certificate((d / "platform.pem").read_bytes())
+    der = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build().public_bytes(
+        serialization.Encoding.DER)
+    path = f"/ocsp/{cas['platform']['serial']}/cert/"
+    first = client.post(path, content=der, headers={"Content-Type": "application/ocsp-request"}).content
+    again = client.post(path, content=der, headers={"Content-Type": "application/ocsp-request"}).content
+    assert first == again  # served from the cache: byte-identical, same producedAt
+    assert ocsp.load_der_ocsp_response(first).certificate_status == ocsp.OCSPCertStatus.GOOD
+    with_nonce = (ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+                  .add_extension(x509.OCSPNonce(os.urandom(16)), critical=False).build()
+                  .public_bytes(serialization.Encoding.DER))
+    live = ocsp.load_der_ocsp_response(client.post(path, content=with_nonce).content)
+    assert live.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert client.post(f"/api/v1/certificates/{doc['serial']}/revoke", json={"reason": "privilegeWithdrawn"},
+                       headers=ADMIN).status_code == 200
+    after = ocsp.load_der_ocsp_response(client.post(path, content=der).content)
+    assert after.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert after.revocation_reason == x509.ReasonFlags.privilege_withdrawn
+    bad = ocsp.load_der_ocsp_response(client.post(path, content=b"not an ocsp request").content)
+    assert bad.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
