@@ -81,7 +81,8 @@ class Delivery:
     # ---- enqueue ------------------------------------------------------------------------------------------
 
     async def enqueue(self, ex: Exchange) -> dict[str, Any]:
-        doc = {"messageId": ex.message_id, "service": ex.route.key, "client": ex.client_member, "method": ex.method, "path": ex.rest_path,
+        doc = {"messageId": ex.message_id, "service": ex.route.key, "client": ex.client_member,
+               "method": ex.method, "path": ex.rest_path,
                "query": ex.query, "soap": ex.soap_client, "correlationId": ex.correlation_id,
                "headers": [[k.decode("latin1"), v.decode("latin1")] for k, v in ex.headers
                            if k in (b"content-type", b"soapaction", b"accept")],

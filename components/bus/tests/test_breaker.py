@@ -4,7 +4,6 @@ closes on success; timeouts count as failures. Time is a controlled clock, not s
 from __future__ import annotations
 
 import pytest
-
 from bus.breaker import Breakers, CircuitOpen
 
 PERSON = "/r1/cra/population/persons/persons/01010000001"

@@ -8,9 +8,8 @@ import json
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
-
 from bus.msglog import MessageLog, chain_hash, verify_log
+from psycopg.types.json import Jsonb
 
 pytestmark = pytest.mark.asyncio
 PERSON = "/r1/cra/population/persons/persons/01010000001"
