@@ -63,6 +63,13 @@ def _crl() -> str | None:
     return f"CRL missing or expired: {stale}" if stale else None
 
 
+async def check_bodies() -> str | None:
+    """bus-client naming needs the government bodies (GOVCLOUD_SETTING_BODIES or GOVCLOUD_BODIES_FILE)."""
+    from ca.profiles import bodies
+
+    return None if bodies() else "no government bodies configured"
+
+
 async def check_db() -> str | None:
     return await run_in_threadpool(_sync(_db))
 
@@ -102,7 +109,8 @@ def build(maintenance_interval: float | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = create_app("ca", checks={"database": check_db, "cas": check_cas, "crl": check_crl}, lifespan=lifespan)
+    app = create_app("ca", checks={"database": check_db, "cas": check_cas, "crl": check_crl,
+                                         "bodies": check_bodies}, lifespan=lifespan)
     app.include_router(router)
 
     @app.post("/ocsp/{ca_serial}/cert/", include_in_schema=False)

@@ -360,7 +360,7 @@ def test_root_export_decrypts_with_the_passphrase_only(ca_db, tmp_path: Path):  
 def test_probes_and_metrics(client):  # type: ignore[no-untyped-def]
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == ["cas", "crl", "database"]
+    assert ready.status_code == 200 and ready.json()["checks"] == ["bodies", "cas", "crl", "database"]
     metrics = client.get("/metrics").text
     assert "ca_certificates_issued_total" in metrics and "http_requests_total" in metrics
 
