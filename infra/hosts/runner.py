@@ -8,8 +8,10 @@ the host, the task and the module's message on one line.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,12 +60,12 @@ class RunResult:
 
 
 def _message(res: Mapping[str, Any]) -> str:
-    for key in ("msg", "stderr", "module_stderr", "stdout"):
-        value = res.get(key)
-        if value:
-            text = " ".join(str(value).split())
-            return text[:300]
-    return "no message"
+    """The module's message, with the command's or validator's own stderr when there is one."""
+    parts = [str(res.get(key) or "") for key in ("msg", "stderr", "module_stderr")]
+    if not any(parts):
+        parts = [str(res.get("stdout") or "no message")]
+    text = ": ".join(dict.fromkeys(p for p in parts if p))
+    return " ".join(text.split())[:400]
 
 
 class _Events:
@@ -86,6 +88,20 @@ class _Events:
         return True
 
 
+@contextmanager
+def _path(path: str) -> Iterator[None]:
+    """ansible-runner finds ansible-playbook on this process's PATH: the venv's bin first while it runs."""
+    before = os.environ.get("PATH")
+    os.environ["PATH"] = path
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
+
+
 def run_playbook(
     playbook: str,
     inventory: Path,
@@ -104,13 +120,15 @@ def run_playbook(
 
     events = _Events(say)
     cmdline = " ".join(["--check"] * check + ["--diff"] * check)
+    bindir = Path(sys.executable).parent  # the venv's ansible-playbook, even when the venv is not activated
     env = {
+        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         "ANSIBLE_CONFIG": str(playbooks_dir / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(playbooks_dir / "roles"),
         "ANSIBLE_NOCOLOR": "1",
         **(envvars or {}),
     }
-    with tempfile.TemporaryDirectory(prefix="govcloud-runner-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="govcloud-runner-") as tmp, _path(env["PATH"]):
         pdd = private_data_dir or Path(tmp)
         pdd.mkdir(parents=True, exist_ok=True)
         runner = ansible_runner.run(

@@ -90,3 +90,71 @@ def hosts_file_for(outputs: dict[str, Any]) -> str:
         lines.append("[backup_containers]")
         lines += [f"{k} = {v}" for k, v in containers.items()]
     return "\n".join(lines) + "\n"
+
+
+PLAYBOOKS = REPO_ROOT / "playbooks"
+
+
+class HostVars:
+    """A host's variables as Ansible would see them for templates: role defaults < group_vars/all <
+    inventory all vars < group vars < host vars, with string values templated until they settle."""
+
+    def __init__(self, inventory: dict[str, Any], host: str, roles: list[str]) -> None:
+        import jinja2
+        import yaml
+
+        inv = inventory["all"]
+        groups: dict[str, list[str]] = {}
+        group_vars: dict[str, dict[str, Any]] = {}
+        host_vars: dict[str, Any] = {}
+
+        def walk(name: str, node: dict[str, Any], parents: list[str]) -> None:
+            group_vars[name] = node.get("vars") or {}
+            for h, hv in (node.get("hosts") or {}).items():
+                for g in [*parents, name]:
+                    groups.setdefault(g, []).append(h)
+                if h == host:
+                    host_vars.update(hv or {})
+                    self.group_names = sorted({*parents, name} - {"all"})
+                    self.chain = [*parents, name]
+            for child, sub in (node.get("children") or {}).items():
+                walk(child, sub, [*parents, name])
+
+        walk("all", inv, [])
+        values: dict[str, Any] = {}
+        for role in roles:
+            values.update(yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text()) or {})
+        values.update(yaml.safe_load((PLAYBOOKS / "group_vars" / "all" / "mirror.yml").read_text()))
+        for g in self.chain:
+            values.update(group_vars.get(g, {}))
+        values.update(host_vars)
+        values.update(
+            inventory_hostname=host, group_names=self.group_names, groups=groups,
+            ansible_managed="Ansible managed", ansible_distribution_release="bookworm",
+        )
+        self.env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+        self.env.filters["to_json"] = json.dumps
+        self.env.filters["to_nice_yaml"] = lambda v, indent=2: yaml.safe_dump(v, indent=indent, sort_keys=True)
+        self.env.filters["bool"] = lambda v: str(v).strip().lower() in ("true", "yes", "1")
+        self.values = values
+        for _ in range(10):
+            before = json.dumps(self.values, sort_keys=True, default=str)
+            self.values = {k: self._resolve(v) for k, v in self.values.items()}
+            if json.dumps(self.values, sort_keys=True, default=str) == before:
+                break
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, str) and "{{" in value:
+            try:
+                return self.env.from_string(value).render(self.values)
+            except Exception:  # depends on a value not settled yet (or a fact): keep for the next round
+                return value
+        if isinstance(value, list):
+            return [self._resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._resolve(v) for k, v in value.items()}
+        return value
+
+    def render(self, role: str, template: str, **extra: Any) -> str:
+        path = PLAYBOOKS / "roles" / role / "templates" / template
+        return self.env.from_string(path.read_text(encoding="utf-8")).render({**self.values, **extra})
