@@ -19,9 +19,10 @@ from govcloud_common.service import create_app
 from govcloud_common.settings import Settings
 from psycopg_pool import AsyncConnectionPool
 
-from portal import export, models, store
+from portal import export, importer, models, store
 
 MAX_OFFSET = 10_000
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
 ADMIN_REALM = 'Basic realm="govcloud portal admin", charset="UTF-8"'
 
 
@@ -264,6 +265,32 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
         _, services = await store.export_rows(pool_of(request), statuses, body)
         return Response(export.csv_text(services), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="catalog.csv"'})
+
+    @app.post("/api/admin/import", response_model=models.ImportResult, tags=["admin"],
+              responses={413: {"description": "body too large"},
+                         422: {"model": models.ImportFailure, "description": "invalid records; nothing applied"}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "text/csv": {"schema": {"type": "string"}},
+                  "application/ld+json": {"schema": {"type": "object"}}}}})
+    async def import_catalog(request: Request, _: Admin, format: Literal["csv", "jsonld"] | None = None,
+                             dry_run: bool = False) -> Response:
+        """Import services in the export formats: validated first, all-or-nothing, idempotent."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        fmt = format or ("csv" if ctype == "text/csv" else "jsonld" if ctype in (
+            "application/ld+json", "application/json") else None)
+        if fmt is None:
+            raise HTTPException(415, "send text/csv or application/ld+json (or pass ?format=csv|jsonld)")
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_IMPORT_BYTES:
+            raise HTTPException(413, f"import larger than {MAX_IMPORT_BYTES} bytes")
+        data = await request.body()
+        if len(data) > MAX_IMPORT_BYTES:
+            raise HTTPException(413, f"import larger than {MAX_IMPORT_BYTES} bytes")
+        try:
+            result = await importer.run_import(pool_of(request), fmt, data, dry_run)
+        except importer.ImportError_ as exc:
+            return JSONResponse({"applied": False, "errors": exc.errors}, status_code=422)
+        return JSONResponse(result)
 
     from portal import pages
 

@@ -19,7 +19,7 @@ CONTEXT = {
     "adms": "http://www.w3.org/ns/adms#",
     "eli": "http://data.europa.eu/eli/ontology#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
-    "schema": "http://schema.org/",
+    "gov": "urn:govcloud:portal#",  # what CPSV-AP has no property for: fee legal basis, payment, steps, hours
 }
 SYRIA = "http://publications.europa.eu/resource/authority/country/SYR"
 SYP = "http://publications.europa.eu/resource/authority/currency/SYP"
@@ -83,6 +83,7 @@ def jsonld(bodies: Sequence[dict[str, Any]], services: Sequence[dict[str, Any]],
                 evidence["dct:publisher"] = {"@id": f"{ids}/body/{r['issuer']}"}
             requirements.append({"@id": f"{sid}/requirement/{r['id']}", "@type": "cv:Requirement",
                                  "dct:identifier": r["id"], "dct:title": _lang(r["en"], r["ar"]),
+                                 "gov:documentKey": r.get("key", ""),
                                  "cv:hasSupportingEvidence": evidence})
         pay = ", ".join(PAY_LABELS[p] for p in s["payment_channels"]) or "no payment"
         cost = {
@@ -91,7 +92,10 @@ def jsonld(bodies: Sequence[dict[str, Any]], services: Sequence[dict[str, Any]],
             "cv:currency": {"@id": SYP}, "cv:isDefinedBy": owner,
             "dct:description": _lang(f"{s['fee_legal_basis_en'] or 'No fee'}; payment: {pay}",
                                      f"{s['fee_legal_basis_ar'] or 'بلا رسم'}"),
+            "gov:paymentChannel": list(s["payment_channels"]),
         }
+        if s["fee_legal_basis_en"] or s["fee_legal_basis_ar"]:
+            cost["gov:legalBasis"] = _lang(s["fee_legal_basis_en"], s["fee_legal_basis_ar"])
         channels = [{"@id": f"{sid}/channel/{c}", "@type": "cv:Channel", "dct:identifier": f"{s['id']}-{c}",
                      "dct:type": {"@id": f"{ids}/channel-type/{c}"}, "cv:ownedBy": owner} for c in s["channels"]]
         contact = s["contact"]
@@ -109,7 +113,10 @@ def jsonld(bodies: Sequence[dict[str, Any]], services: Sequence[dict[str, Any]],
             "cv:hasChannel": channels,
             "cv:hasLegalResource": [{"@id": f"{ids}/legal/{law['id']}"} for law in s["legal_resources"]],
             "cv:contactPoint": {"@id": f"{sid}/contact", "@type": "cv:ContactPoint",
-                                "cv:telephone": contact.get("phone", ""), "cv:email": contact.get("email", "")},
+                                "cv:telephone": contact.get("phone", ""), "cv:email": contact.get("email", ""),
+                                "gov:hours": _lang(contact.get("hours_en", ""), contact.get("hours_ar", ""))},
+            "gov:step": [{"@id": f"{sid}/step/{n}", "@type": "gov:Step", "gov:order": n,
+                          "dct:title": _lang(step["en"], step["ar"])} for n, step in enumerate(s["steps"], 1)],
             "dct:spatial": {"@id": SYRIA},
         })
     return {"@context": CONTEXT, "@graph": graph}

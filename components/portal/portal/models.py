@@ -167,3 +167,23 @@ class BodyStatistics(BaseModel):
     flagged_services: int
     correctness_score: float | None = Field(
         description="share of published services without an accepted, unresolved wrong-information report")
+
+
+class ImportResult(BaseModel):
+    applied: bool
+    dry_run: bool
+    records: int
+    created: int | None = None
+    updated: int | None = None
+    unchanged: int | None = None
+
+
+class RecordError(BaseModel):
+    record: int | None = Field(description="CSV line or position of the service in the JSON-LD graph")
+    id: str | None
+    errors: list[str]
+
+
+class ImportFailure(BaseModel):
+    applied: Literal[False] = False
+    errors: list[RecordError]
