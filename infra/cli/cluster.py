@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from infra.cli.common import StackOpt, console, out, progress
@@ -95,9 +96,9 @@ def _run(command: str, stack: str, outputs: Path | None, hosts: Path | None, lim
         table.add_row(h.host, str(h.ok), str(h.changed), str(h.failed), str(h.unreachable), str(h.skipped))
     out.print(table)
     for failure in result.failures:
-        console.print(f"[red]error[/red]: {failure.line()}", highlight=False, soft_wrap=True, markup=False)
+        console.print(f"[red]error[/red]: {escape(failure.line())}", highlight=False, soft_wrap=True)
     if not result.ok:
-        raise typer.Exit(1)
+        raise SystemExit(1)  # typer.Exit would be swallowed by app(standalone_mode=False)
 
 
 def _command(command: str) -> None:

@@ -157,3 +157,15 @@ def test_cli_writes_inventory_and_refuses_bad_outputs(write, tmp_path: Path) -> 
     assert fail.returncode == 2
     assert fail.stderr.strip().splitlines() == [f"error: {bad}: stack: outputs are of stack 'prod', not 'staging' "
                                                 "(wrong file?)"]
+
+
+def test_cluster_command_reports_a_failed_run_in_one_line(write, tmp_path: Path) -> None:
+    """The whole CLI path (inventory, ansible-runner, summary) with a limit that matches no host."""
+    good = write("out.json", json.dumps(outputs_for("staging")))
+    env = {"GOVCLOUD_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    cli = [sys.executable, "-c", "from infra.cli import main; main()", "cluster", "harden", "-s", "staging",
+           "--outputs", str(good), "--limit", "no-such-host"]
+    proc = subprocess.run(cli, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no hosts" in errors[0].lower(), proc.stderr
