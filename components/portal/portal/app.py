@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import os
 import time
 from collections import deque
@@ -46,8 +47,30 @@ class RateLimiter:
         return True
 
 
+def trusted_proxies(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``GOVCLOUD_SETTING_TRUSTED_PROXIES``: comma-separated addresses/CIDRs of the ingress in front of us."""
+    return [ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(",") if p.strip()]
+
+
+def _trusted(addr: str, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
 def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The citizen's address: the peer, or behind a trusted proxy the right-most untrusted X-Forwarded-For hop."""
+    peer = request.client.host if request.client else "unknown"
+    nets = request.app.state.trusted_proxies
+    if not nets or not _trusted(peer, nets):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, nets):
+            return hop
+    return hops[0] if hops else peer
 
 
 def _admin_token(request: Request) -> str:
@@ -96,7 +119,7 @@ def pool_of(request: Request) -> AsyncConnectionPool:
 
 
 def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_minute: int | None = None,
-              pool_size: int | None = None) -> FastAPI:
+              pool_size: int | None = None, proxies: str | None = None) -> FastAPI:
     """The portal app; ``conninfo`` empty means libpq's PG* variables (the env contract)."""
     size = pool_size or int(Settings.setting("db-pool", "10"))
     # random_page_cost 1.1: the catalog is small and cached; with the default (4) the planner prefers a sequential
@@ -143,6 +166,8 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
     app.state.admin_token = admin_token
     rate = feedback_per_minute or int(Settings.setting("feedback-per-minute", "10"))
     app.state.feedback_limiter = RateLimiter(rate)
+    app.state.trusted_proxies = trusted_proxies(proxies if proxies is not None
+                                                else Settings.setting("trusted-proxies", ""))
 
     def statuses_for(request: Request, status: str) -> list[str]:
         if status == "published":

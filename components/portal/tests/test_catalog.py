@@ -81,3 +81,15 @@ def test_prefix_query() -> None:
     assert text.prefix_query("الجواز  سفر") == "('الجواز':* | 'جواز':*) & ('سفر':*)"
     assert text.prefix_query("it's; drop") == "('it':*) & ('s') & ('drop':*)"
     assert text.prefix_query("  ...  ") == ""
+
+
+def test_bodies_file_lookup(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from govcloud_common import bodies
+
+    assert bodies.bodies_file() == bodies.REPO_PATH  # a checkout reads infra/data/bodies.yaml
+    own = tmp_path / "b.yaml"
+    own.write_text("- {id: aa, type: ministry, en: Ministry A, ar: وزارة أ}\n", encoding="utf-8")
+    monkeypatch.setenv("GOVCLOUD_BODIES_FILE", str(own))
+    assert [b.id for b in load_bodies()] == ["aa"]
+    monkeypatch.setenv("GOVCLOUD_BODIES_FILE", str(tmp_path / "missing.yaml"))
+    assert bodies.bodies_file() == bodies.REPO_PATH  # falls through to the next location

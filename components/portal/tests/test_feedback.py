@@ -82,6 +82,25 @@ def test_honeypot_and_rate_limit(seeded_dsn: str) -> None:
         assert client.get("/api/admin/feedback", headers=ADMIN).json()["total"] == 3
 
 
+def test_rate_limit_is_per_citizen_behind_a_trusted_proxy(seeded_dsn: str) -> None:
+    app = build_app(seeded_dsn, admin_token=ADMIN_TOKEN, feedback_per_minute=1, proxies="10.0.0.0/8")
+    with TestClient(app, client=("10.1.2.3", 5000)) as client:
+        sid = published_id(client)
+
+        def send(xff: str) -> int:
+            return client.post(f"/api/services/{sid}/feedback", json={"kind": "useful", "useful": True},
+                               headers={"X-Forwarded-For": xff}).status_code
+
+        assert send("198.51.100.7") == 201
+        assert send("198.51.100.8, 10.9.9.9") == 201  # the ingress hop is trusted, the citizen is not
+        assert send("203.0.113.1, 198.51.100.7") == 429  # a forged left-most entry does not help
+    # without trusted proxies X-Forwarded-For is ignored: every request counts against the peer
+    with TestClient(build_app(seeded_dsn, admin_token=ADMIN_TOKEN, feedback_per_minute=1)) as client:
+        codes = [client.post(f"/api/services/{sid}/feedback", json={"kind": "useful", "useful": True},
+                             headers={"X-Forwarded-For": xff}).status_code for xff in ("192.0.2.1", "192.0.2.2")]
+        assert codes == [201, 429]
+
+
 def test_moderation_needs_the_admin_token(writer: TestClient) -> None:
     r = writer.get("/api/admin/feedback")
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
