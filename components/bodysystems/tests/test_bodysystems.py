@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from bodysystems.app import BODIES, LAND_NS, SOAP_NS, build_app
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from bodysystems.app import BODIES, LAND_NS, SOAP_NS, build_app
 from infra.contract import ComponentSpec
 
 

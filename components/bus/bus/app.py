@@ -26,7 +26,7 @@ from bus.delivery import Delivery
 from bus.identity import IdentityVerifier, RevocationChecker
 from bus.msglog import MessageLog, Signer, verify_log
 from bus.registry import Registry, RegistryError, read_bodies
-from bus.router import Router
+from bus.router import Router, Upstream
 
 
 @dataclass
@@ -90,7 +90,8 @@ class Bus:
         if Path(cfg.tls_key).exists() and Path(cfg.tls_cert).exists():
             signer = Signer.from_pem(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())
         self.msglog = MessageLog(self.pool, cfg.node, cfg.log_bodies, signer)
-        self.router = Router(self.registry, self.verifier, self.breakers, self.msglog, self.http)
+        self.upstream = Upstream()
+        self.router = Router(self.registry, self.verifier, self.breakers, self.msglog, self.upstream)
         self.delivery = Delivery(cfg.nats_url, self.router, self.registry, self.pool, prefix=cfg.stream_prefix,
                                  max_attempts=cfg.max_attempts, backoff=cfg.backoff)
         self._sealer: asyncio.Task[None] | None = None
@@ -112,6 +113,7 @@ class Bus:
             await asyncio.gather(self._sealer, return_exceptions=True)
         await self.delivery.stop()
         await self.msglog.stop()
+        await self.upstream.close()
         await self.http.aclose()
         await self.pool.close()
 

@@ -70,7 +70,7 @@ class Delivery:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.nc is not None:
             with contextlib.suppress(Exception):
-                await self.nc.close()  # in-flight messages are redelivered after ack_wait
+                await asyncio.wait_for(self.nc.close(), 5)  # in-flight messages are redelivered after ack_wait
 
     async def ready(self) -> str | None:
         if self.nc is None or not self.nc.is_connected:

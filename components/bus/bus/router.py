@@ -12,12 +12,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
+import aiohttp
 from lxml import etree
 
 from bus import metrics
@@ -81,9 +81,60 @@ def is_soap_request(headers: dict[bytes, bytes]) -> bool:
     return b"soapaction" in headers or b"xml" in ctype
 
 
+class ProviderTimeout(Exception):
+    pass
+
+
+class ProviderUnreachable(Exception):
+    pass
+
+
+@dataclass
+class UpstreamResponse:
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class Upstream:
+    """HTTP client to the providers: aiohttp keeps a pool of keep-alive connections that stays cheap under
+    hundreds of concurrent calls (httpx's pool bookkeeping grows with the number of connections)."""
+
+    def __init__(self, max_connections: int = 512) -> None:
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(self, method: str, url: str, headers: dict[str, str], content: bytes | None,
+                      timeout: float) -> UpstreamResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0, ttl_dns_cache=60),
+                skip_auto_headers=("user-agent",))
+        try:
+            async with self._session.request(method, url, headers=headers, data=content, allow_redirects=False,
+                                             timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                body = await resp.read()
+                return UpstreamResponse(resp.status, resp.headers, body)
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except aiohttp.ClientError as exc:
+            raise ProviderUnreachable(f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class Router:
     def __init__(self, registry: Registry, verifier: IdentityVerifier, breakers: Breakers, msglog: MessageLog,
-                 http: httpx.AsyncClient) -> None:
+                 http: Upstream) -> None:
         self.registry, self.verifier, self.breakers, self.msglog, self.http = (
             registry, verifier, breakers, msglog, http)
         self.enqueue: Callable[[Exchange], Awaitable[dict[str, Any]]] | None = None  # set by async delivery
@@ -176,21 +227,21 @@ class Router:
                 "x-correlation-id": ex.correlation_id, "x-bus-message-id": ex.message_id}
 
     async def _send(self, ex: Exchange, method: str, url: str, headers: dict[str, str], content: bytes | None,
-                    soap_provider: bool) -> httpx.Response:
+                    soap_provider: bool) -> UpstreamResponse:
         breaker = self.breakers.get(ex.route.provider)
         try:
             breaker.before()
         except CircuitOpen as exc:
             raise Refused(503, "circuit-open", str(exc)) from None
         try:
-            resp = await self.http.request(method, url, headers=headers, content=content, timeout=ex.route.timeout)
-        except httpx.TimeoutException:
+            resp = await self.http.request(method, url, headers, content, ex.route.timeout)
+        except ProviderTimeout:
             breaker.failure()
             raise Refused(504, "provider-timeout",
                           f"{ex.route.provider} did not answer within {ex.route.timeout:g} s") from None
-        except httpx.TransportError as exc:
+        except ProviderUnreachable as exc:
             breaker.failure()
-            raise Refused(502, "provider-unreachable", f"{ex.route.provider}: {type(exc).__name__}: {exc}") from None
+            raise Refused(502, "provider-unreachable", f"{ex.route.provider}: {exc}") from None
         failed = resp.status_code in (502, 503, 504) or (resp.status_code >= 500 and not soap_provider)
         if soap_provider and resp.status_code == 500:
             failed = b"Fault" not in resp.content  # a SOAP Fault is an answer, not an outage
