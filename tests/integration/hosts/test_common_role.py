@@ -78,7 +78,10 @@ def host(host_image: ImageRef, tmp_path_factory: pytest.TempPathFactory) -> Iter
     podman("run", "-d", "--name", name, "--label", LABEL, "--network", NETWORK, "--systemd=always",
            "--cap-add", "NET_ADMIN", "--cap-add", "AUDIT_WRITE", str(host_image), "/sbin/init")
     try:
-        booted = in_host(name, "systemctl", "is-system-running", "--wait")  # blocks until boot has finished
+        for _ in range(200):  # until PID 1 answers (a few exec round trips); then --wait blocks until booted
+            booted = in_host(name, "systemctl", "is-system-running", "--wait")
+            if booted.stdout.strip():
+                break
         assert booted.stdout.strip() in ("running", "degraded"), booted.stdout + booted.stderr
         pub = key.with_suffix(".pub").read_text(encoding="utf-8").strip()
         podman("exec", name, "sh", "-c", "install -d -m 700 -o debian -g debian /home/debian/.ssh && "
