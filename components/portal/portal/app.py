@@ -118,6 +118,18 @@ def pool_of(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 
+BODIES_TTL = 30.0  # seconds: the directory's counts change only with imports (which reset it) or a new seed
+
+
+async def cached_bodies(request: Request) -> list[dict]:
+    """The directory with published counts; every page shows body names, so it is kept briefly in memory."""
+    expires, value = request.app.state.bodies_cache
+    if time.monotonic() >= expires:
+        value = await store.bodies(pool_of(request))
+        request.app.state.bodies_cache = (time.monotonic() + BODIES_TTL, value)
+    return value  # type: ignore[no-any-return]
+
+
 def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_minute: int | None = None,
               pool_size: int | None = None, proxies: str | None = None) -> FastAPI:
     """The portal app; ``conninfo`` empty means libpq's PG* variables (the env contract)."""
@@ -166,6 +178,7 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
     app.state.admin_token = admin_token
     rate = feedback_per_minute or int(Settings.setting("feedback-per-minute", "10"))
     app.state.feedback_limiter = RateLimiter(rate)
+    app.state.bodies_cache = (0.0, [])
     app.state.trusted_proxies = trusted_proxies(proxies if proxies is not None
                                                 else Settings.setting("trusted-proxies", ""))
 
@@ -241,7 +254,7 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
 
     @app.get("/api/bodies", response_model=list[models.Body], tags=["bodies"])
     async def list_bodies(request: Request) -> list:
-        return await store.bodies(pool_of(request))
+        return await cached_bodies(request)
 
     @app.get("/api/bodies/{body_id}", response_model=models.BodyDetail, tags=["bodies"],
              responses={404: {"description": "no such body"}})
@@ -315,6 +328,7 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
             result = await importer.run_import(pool_of(request), fmt, data, dry_run)
         except importer.ImportError_ as exc:
             return JSONResponse({"applied": False, "errors": exc.errors}, status_code=422)
+        request.app.state.bodies_cache = (0.0, [])
         return JSONResponse(result)
 
     from portal import pages

@@ -124,7 +124,7 @@ def _same_origin(request: Request) -> None:
 
 
 def mount(app: FastAPI) -> None:
-    from portal.app import is_admin, pool_of, require_admin
+    from portal.app import cached_bodies, is_admin, pool_of, require_admin
 
     @app.get("/static/portal.css", include_in_schema=False)
     async def css() -> Response:
@@ -138,14 +138,14 @@ def mount(app: FastAPI) -> None:
         filters = store.Filters(q=q, body=body or None, category=category or None,
                                 channel=channel if channel in CHANNELS else None)
         result = await store.search(pool_of(request), filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        bodies = await store.bodies(pool_of(request))
+        bodies = await cached_bodies(request)
         return render(request, "home.html", q=q, body=body, category=category, channel=channel, page=page,
                       pages=max(1, math.ceil(result["total"] / PAGE_SIZE)), result=result, bodies=bodies,
                       body_names={b["id"]: b for b in bodies})
 
     @app.get("/bodies", response_class=HTMLResponse, include_in_schema=False)
     async def directory(request: Request) -> HTMLResponse:
-        bodies = await store.bodies(pool_of(request))
+        bodies = await cached_bodies(request)
         return render(request, "bodies.html", bodies=bodies)
 
     @app.get("/bodies/{body_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -156,7 +156,7 @@ def mount(app: FastAPI) -> None:
             return render(request, "error.html", 404, message=str(exc))
         page = min(max(page, 1), 500)
         result = await store.search(pool_of(request), store.Filters(body=body_id), PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        bodies = await store.bodies(pool_of(request))
+        bodies = await cached_bodies(request)
         return render(request, "body.html", body=found, result=result, page=page,
                       pages=max(1, math.ceil(result["total"] / PAGE_SIZE)), body_names={b["id"]: b for b in bodies})
 
@@ -165,7 +165,7 @@ def mount(app: FastAPI) -> None:
             s = await store.service(pool_of(request), service_id, ["published"])
         except store.NotFound as exc:
             return render(request, "error.html", 404, message=str(exc))
-        bodies = {b["id"]: b for b in await store.bodies(pool_of(request))}
+        bodies = {b["id"]: b for b in await cached_bodies(request)}
         return render(request, "service.html", status_code, s=s, body_names=bodies,
                       sent=request.query_params.get("sent") == "1", **ctx)
 
