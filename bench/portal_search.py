@@ -64,7 +64,11 @@ async def scenario(client: httpx.AsyncClient, urls: list[str], n: int, conc: int
             url = urls[next_index % len(urls)]
             next_index += 1
             t0 = time.perf_counter()
-            r = await client.get(url)
+            try:
+                r = await client.get(url)
+            except httpx.TransportError:  # e.g. a keep-alive connection the server closed as it was reused
+                errors += 1
+                continue
             latencies.append(time.perf_counter() - t0)
             if r.status_code != 200:
                 errors += 1
