@@ -1,6 +1,6 @@
 """Requests per second through the bus, as a ratio to calling the provider directly, in the same run.
 
-    .venv/bin/python bench/bus_routing.py [--seconds 8] [--concurrency 32]
+    .venv/bin/python bench/bus_routing.py [--seconds 8] [--concurrency 64]
 
 Starts, on 127.0.0.1 ephemeral ports: a throwaway PostgreSQL 15, nats-server (JetStream), the bodysystems
 simulator (``python -m bodysystems``) and the bus (``python -m bus``, its real entry point) with a throwaway PKI
@@ -123,7 +123,7 @@ def pct(values: list[float], p: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency-n", type=int, default=1000)
     args = ap.parse_args()
 

@@ -46,6 +46,9 @@ class ClientIdentity:
     fingerprint: str
     not_after: datetime
     issuer: str
+    not_before_ts: float = 0.0
+    not_after_ts: float = 0.0
+    issuer_not_after_ts: float = 0.0
 
     @property
     def member(self) -> str:
@@ -72,6 +75,7 @@ class RevocationChecker:
         self.http, self.max_age, self.clock, self.timeout = http, max_age, clock, ocsp_timeout
         self._status: dict[tuple[str, int], tuple[str, float]] = {}  # (issuer fp, serial) -> (status, until)
         self._crls: dict[str, tuple[x509.CertificateRevocationList, float]] = {}
+        self._issuer_fp: dict[int, str] = {}
         self.lookups = 0  # network lookups made (tests observe the cache with it)
 
     def _until(self, next_update: datetime | None) -> float:
@@ -82,7 +86,10 @@ class RevocationChecker:
 
     async def status(self, cert: x509.Certificate, issuer: x509.Certificate) -> str:
         """'good' or 'revoked'; raises Refused when neither OCSP nor a CRL gives an answer."""
-        key = (issuer.fingerprint(hashes.SHA256()).hex(), cert.serial_number)
+        fp = self._issuer_fp.get(id(issuer))
+        if fp is None:
+            fp = self._issuer_fp[id(issuer)] = issuer.fingerprint(hashes.SHA256()).hex()
+        key = (fp, cert.serial_number)
         cached = self._status.get(key)
         if cached and cached[1] > self.clock():
             return cached[0]
@@ -186,7 +193,19 @@ class IdentityVerifier:
                 self._parsed.clear()
             self._parsed[der] = entry
         identity, cert, issuer = entry
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        now_ts = self.clock()
+        if identity.not_before_ts <= now_ts <= identity.not_after_ts and now_ts <= identity.issuer_not_after_ts:
+            pass  # the common case, without datetime arithmetic
+        else:
+            self._check_times(identity, cert, issuer, datetime.fromtimestamp(now_ts, UTC))
+        if self.revocation is not None and await self.revocation.status(cert, issuer) == "revoked":
+            raise Refused(403, "certificate-revoked",
+                          f"client certificate {identity.member} (serial {cert.serial_number:x}) is revoked")
+        return identity
+
+    @staticmethod
+    def _check_times(identity: ClientIdentity, cert: x509.Certificate, issuer: x509.Certificate,
+                     now: datetime) -> None:
         if now > cert.not_valid_after_utc:
             raise Refused(403, "certificate-expired",
                           f"client certificate {identity.member} (serial {cert.serial_number:x}) expired at "
@@ -196,10 +215,6 @@ class IdentityVerifier:
                           f"client certificate is valid only from {cert.not_valid_before_utc.isoformat()}")
         if now > issuer.not_valid_after_utc:
             raise Refused(403, "issuer-expired", f"issuing CA {identity.issuer} expired")
-        if self.revocation is not None and await self.revocation.status(cert, issuer) == "revoked":
-            raise Refused(403, "certificate-revoked",
-                          f"client certificate {identity.member} (serial {cert.serial_number:x}) is revoked")
-        return identity
 
     def _parse(self, der: bytes) -> tuple[ClientIdentity, x509.Certificate, x509.Certificate]:
         cert = x509.load_der_x509_certificate(der)
@@ -233,6 +248,8 @@ class IdentityVerifier:
         identity = ClientIdentity(
             body=body, system=system, serial=cert.serial_number,
             fingerprint=hashlib.sha256(der).hexdigest(), not_after=cert.not_valid_after_utc,
-            issuer=issuer.subject.rfc4514_string(),
+            issuer=issuer.subject.rfc4514_string(), not_before_ts=cert.not_valid_before_utc.timestamp(),
+            not_after_ts=cert.not_valid_after_utc.timestamp(),
+            issuer_not_after_ts=issuer.not_valid_after_utc.timestamp(),
         )
         return identity, cert, issuer

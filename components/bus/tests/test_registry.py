@@ -19,7 +19,8 @@ async def test_the_26_bodies_are_seeded_from_the_shared_file(harness) -> None:
 
 
 async def test_services_list_their_operations_from_openapi_and_wsdl(harness) -> None:
-    services = {f"{s['body']}/{s['system']}/{s['code']}": s for s in (await harness.admin.get("/admin/services")).json()}
+    listed = (await harness.admin.get("/admin/services")).json()
+    services = {f"{s['body']}/{s['system']}/{s['code']}": s for s in listed}
     assert services["cra/population/persons"]["operations"] == ["findPersons", "getPerson"]
     assert services["mola/landregistry/parcels"]["operations"] == ["GetParcel", "RegisterTransfer"]
     assert services["mola/landregistry/parcels"]["protocol"] == "soap"
