@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from govcloud_common.service import create_app
 from lxml import etree
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bodysystems.data import PARCELS, PERSONS
 
@@ -37,13 +37,25 @@ class Fault(BaseModel):
 
 
 class PaymentNotice(BaseModel):
-    noticeId: str
-    nationalId: str
-    amount: str
+    """A payment notice: the bus samples' shape (noticeId, nationalId, reference) or the payment component's
+    outcome notification (event, order_id, status, amount, currency, service_id | bill_reference, receipt_id)."""
+
+    model_config = ConfigDict(extra="allow")
+    amount: str | int | float
     currency: str = "SYP"
-    reference: str
-    service: str | None = None
-    paidAt: str | None = None
+    noticeId: str | None = None
+    nationalId: str | None = None
+    reference: str | None = None
+    event: str | None = None
+    order_id: str | None = None
+    status: str | None = None
+    receipt_id: str | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> PaymentNotice:
+        if not self.noticeId and not self.order_id:
+            raise ValueError("a payment notice needs noticeId or order_id")
+        return self
 
 
 def problem(status: int, title: str, detail: str, type_: str = "about:blank") -> JSONResponse:
@@ -76,14 +88,16 @@ def inbox_app(state: dict[str, Any]) -> FastAPI:
     async def receive(body: str, notice: PaymentNotice, request: Request) -> Any:
         if body not in BODIES:
             return problem(404, "unknown body", f"{body!r} is not one of the 26 bodies")
-        key = request.headers.get("x-bus-message-id") or notice.noticeId
+        key = (request.headers.get("x-bus-message-id") or notice.noticeId
+               or f"{notice.order_id}:{notice.event or notice.status}")
         state["deliveries"][body] = state["deliveries"].get(body, 0) + 1
         inbox: dict[str, dict[str, Any]] = state["notices"].setdefault(body, {})
         if key in inbox:  # at-least-once upstream: the same message again is acknowledged, not re-applied
             return JSONResponse({"status": "duplicate", "receipt": inbox[key]["receipt"]}, status_code=200)
         receipt = f"{body.upper()}-{next(state['receipts']):06d}"
-        inbox[key] = {"receipt": receipt, "notice": notice.model_dump(), "messageId": key,
-                      "client": request.headers.get("x-bus-client")}
+        inbox[key] = {"receipt": receipt, "notice": notice.model_dump(exclude_none=True), "messageId": key,
+                      "client": request.headers.get("x-bus-client"),
+                      "signed": "x-payment-signature" in request.headers}
         return {"status": "accepted", "receipt": receipt}
 
     @api.get("/{body}/inbox/payment-notices", operation_id="listPaymentNotices")

@@ -69,6 +69,18 @@ def test_payment_notice_inbox_deduplicates_by_message_id(client: TestClient) -> 
     assert len(listed["notices"]) == 1 and listed["deliveries"] == 2
     assert client.post("/nobody/inbox/payment-notices", json=notice).status_code == 404
     assert client.post("/tax/inbox/payment-notices", json={"noticeId": "x"}).status_code == 422
+    assert client.post("/tax/inbox/payment-notices", json={"amount": "1"}).status_code == 422
+
+
+def test_inbox_takes_the_payment_components_outcome_notification(client: TestClient) -> None:
+    outcome = {"event": "order.paid", "order_id": "ord-1", "status": "paid", "amount": 2500, "currency": "SYP",
+               "bill_reference": "TAX-2026-1", "switch_ref": "SW-1", "receipt_id": "R-1", "at": "2026-01-01T00:00:00Z"}
+    first = client.post("/tax/inbox/payment-notices", json=outcome, headers={"x-payment-signature": "t=1,v1=ab"})
+    again = client.post("/tax/inbox/payment-notices", json=outcome)
+    assert first.status_code == 201 and again.json()["status"] == "duplicate"
+    (stored,) = client.get("/tax/inbox/payment-notices").json()["notices"]
+    assert stored["messageId"] == "ord-1:order.paid" and stored["signed"]
+    assert stored["notice"]["bill_reference"] == "TAX-2026-1"
 
 
 def test_fault_controls(client: TestClient) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from govcloud_common import logs
 from govcloud_common.settings import Settings
 
-from bus.app import Bus, BusConfig, admin_app
+from bus.app import Bus, BusConfig, admin_app, ensure_certificate
 from bus.tlsserver import mtls_server, plain_server, server_context
+
+log = logging.getLogger("bus")
 
 
 async def run() -> None:
     cfg = BusConfig.from_env()
+    log.info("own certificate", extra={"fields": {"certificate": await asyncio.to_thread(ensure_certificate, cfg)}})
     bus = Bus(cfg)
     await bus.start()
     bind = Settings.from_env().bind

@@ -34,9 +34,9 @@ class BusConfig:
     admin_token: str
     conninfo: str = ""
     nats_url: str = "nats://127.0.0.1:18020"
-    tls_cert: str = "/var/lib/govcloud/bus/bus.crt"
-    tls_key: str = "/var/lib/govcloud/bus/bus.key"
-    ca_bundle: str = "/var/lib/govcloud/bus/ca.pem"
+    tls_cert: str = "/var/lib/govcloud/bus/cert.pem"  # ca_client.IssuedCertificate.write() names
+    tls_key: str = "/var/lib/govcloud/bus/key.pem"
+    ca_bundle: str = "/var/lib/govcloud/bus/chain.pem"  # the platform issuing CA .. root: trusted for bus clients
     ca_url: str | None = None
     node: str = field(default_factory=socket.gethostname)
     domain: str = ""
@@ -69,6 +69,30 @@ class BusConfig:
             max_attempts=int(setting("max_attempts", "5")),
             seal_interval=float(setting("seal_interval", "300")),
         )
+
+
+def ensure_certificate(cfg: BusConfig) -> str:
+    """Obtain the bus's own tls-server certificate from the platform CA when it has none yet.
+
+    Needs ``GOVCLOUD_SECRET_CA_TOKEN`` (a CA token allowed to issue tls-server certificates) and
+    ``GOVCLOUD_URL_CA``; names from the ``tls_names`` setting (default ``bus.<domain>,localhost``).
+    The issuing chain written beside it (chain.pem) is the trust anchor for bus-client certificates.
+    """
+    if Path(cfg.tls_cert).exists() and Path(cfg.tls_key).exists() and Path(cfg.ca_bundle).exists():
+        return "present"
+    token = os.environ.get("GOVCLOUD_SECRET_CA_TOKEN")
+    if not token or not cfg.ca_url:
+        raise RuntimeError(f"no certificate at {cfg.tls_cert} and no CA to ask (GOVCLOUD_SECRET_CA_TOKEN and "
+                           "GOVCLOUD_URL_CA are needed to obtain one)")
+    from govcloud_common.ca_client import request_certificate
+    from govcloud_common.settings import Settings
+
+    names = [n.strip() for n in Settings.setting("tls_names", f"bus.{cfg.domain},localhost").split(",") if n.strip()]
+    issued = request_certificate("tls-server", names, token=token, base_url=cfg.ca_url)
+    written = issued.write(Path(cfg.tls_cert).parent)
+    if written["cert"] != Path(cfg.tls_cert) or written["chain"] != Path(cfg.ca_bundle):
+        raise RuntimeError("tls_cert/tls_key/ca_bundle must be cert.pem/key.pem/chain.pem of one directory")
+    return f"issued serial {issued.serial}"
 
 
 class Bus:

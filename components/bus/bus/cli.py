@@ -34,6 +34,70 @@ def seed_bodies(conninfo: str = "") -> int:
     return len(entries)
 
 
+def seed_samples(conninfo: str = "", bodysystems_url: str | None = None, clients: list[str] | None = None,
+                 wait_s: float = 60.0) -> dict[str, Any]:
+    """Register the simulated body systems (components/bodysystems) as members, for journeys on a stack.
+
+    cra/population (REST, OpenAPI) service ``persons``; mola/landregistry (SOAP, WSDL) service ``parcels``;
+    ``<body>/inbox`` service ``notices`` for each of the 26 bodies (payment notices). Client systems (setting
+    ``sample_clients``, default ``moct/portal,mof/payment``) get access rights to all of them.
+    """
+    import asyncio
+    import os
+    import time
+
+    import httpx
+    from govcloud_common.settings import Settings
+    from psycopg_pool import AsyncConnectionPool
+
+    from bus.registry import Registry
+
+    bs = (bodysystems_url or os.environ.get("GOVCLOUD_URL_BODYSYSTEMS", "")).rstrip("/")
+    if not bs:
+        return {"samples": "skipped: GOVCLOUD_URL_BODYSYSTEMS not set"}
+    clients = clients or [c.strip() for c in Settings.setting("sample_clients", "moct/portal,mof/payment").split(",")
+                          if c.strip()]
+    deadline = time.monotonic() + wait_s
+    while True:  # bootstrap may run before bodysystems is up: a bounded wait for its descriptions
+        try:
+            openapi = httpx.get(f"{bs}/cra/population/openapi.json", timeout=5).raise_for_status().text
+            wsdl = httpx.get(f"{bs}/mola/landregistry/soap?wsdl", timeout=5).raise_for_status().text
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+    async def register() -> dict[str, Any]:
+        pool = AsyncConnectionPool(conninfo, min_size=1, max_size=2, open=False)
+        await pool.open(wait=True)
+        reg = Registry(pool)
+        try:
+            services = []
+            await reg.upsert_system("cra", "population", f"{bs}/cra/population", "civil registry (sample, REST)")
+            await reg.upsert_service("cra", "population", "persons", "rest", "", openapi,
+                                     {"namespace": "urn:govcloud:cra:population"})
+            services.append(("cra", "population", "persons"))
+            await reg.upsert_system("mola", "landregistry", f"{bs}/mola/landregistry", "land registry (sample, SOAP)")
+            await reg.upsert_service("mola", "landregistry", "parcels", "soap", "soap", wsdl)
+            services.append(("mola", "landregistry", "parcels"))
+            for body in read_bodies():
+                await reg.upsert_system(body["id"], "inbox", f"{bs}/{body['id']}/inbox", "payment notices (sample)")
+                await reg.upsert_service(body["id"], "inbox", "notices", "rest", "", None, {}, 10_000)
+                services.append((body["id"], "inbox", "notices"))
+            for client in clients:
+                cbody, csystem = client.split("/")
+                if (cbody, csystem) not in reg.members:
+                    await reg.upsert_system(cbody, csystem, None, "client system")
+                for service in services:
+                    await reg.grant((cbody, csystem), service)
+            return {"services": len(services), "clients": clients}
+        finally:
+            await pool.close()
+
+    return asyncio.run(register())
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, bytes | memoryview):
         return {"$b64": base64.b64encode(bytes(value)).decode()}
@@ -81,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bus.cli")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("seed-bodies")
+    sub.add_parser("bootstrap", help="seed-bodies, then register the sample body systems when bodysystems runs")
     v = sub.add_parser("verify-log")
     v.add_argument("--json", action="store_true")
     sub.add_parser("dump")
@@ -88,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "seed-bodies":
         print(json.dumps({"bodies": seed_bodies()}))
+        return 0
+    if args.cmd == "bootstrap":
+        print(json.dumps({"bodies": seed_bodies(), **seed_samples()}))
         return 0
     if args.cmd == "verify-log":
         report = verify_log()
