@@ -7,6 +7,8 @@ import typer
 
 def all_commands(app: typer.Typer) -> None:
     """Each layer adds its commands here."""
-    from infra.cli import ops
+    from infra.cli import cluster, deploy, ops
 
-    ops.register(app)
+    ops.register(app)  # operations: health, backup, restore, drill
+    deploy.register(app)  # workloads on clusters: deploy, diff
+    cluster.register(app)  # hosts: inventory, cluster ...

@@ -24,13 +24,20 @@ def migrate() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ca")
     parser.add_argument("command", nargs="?", default="serve",
-                        choices=["serve", "bootstrap", "maintain", "export-root"])
+                        choices=["serve", "bootstrap", "maintain", "export-root", "backup-dump", "backup-restore",
+                                 "backup-verify"])
+    parser.add_argument("--serial", action="append", help="backup-verify: also check this certificate's OCSP")
     parser.add_argument("--out", help="export-root: write the PKCS#12 file here (default: stdout)")
     args = parser.parse_args(argv)
 
-    from govcloud_common.logs import configure
+    if args.command in ("backup-dump", "export-root") and not args.out:
+        import logging
 
-    configure("ca")
+        logging.basicConfig(stream=sys.stderr, level="WARNING")  # stdout carries the data
+    else:
+        from govcloud_common.logs import configure
+
+        configure("ca")
     _django()
     if args.command == "serve":
         import uvicorn
@@ -49,6 +56,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"hierarchy": hierarchy.ensure_hierarchy()}))
     elif args.command == "maintain":
         print(json.dumps(hierarchy.maintain()))
+    elif args.command == "backup-dump":
+        from ca import backup
+
+        backup.dump()
+    elif args.command == "backup-restore":
+        from ca import backup
+
+        migrate()
+        print(json.dumps(backup.restore()))
+    elif args.command == "backup-verify":
+        from ca import backup
+
+        doc = backup.verify(args.serial)
+        print(json.dumps(doc))
+        return 0 if doc["ok"] else 1
     elif args.command == "export-root":
         data = hierarchy.export_root(hierarchy.export_passphrase())
         if args.out:

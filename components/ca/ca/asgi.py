@@ -17,11 +17,11 @@ django.setup()
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from django_ca.models import CertificateAuthority  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
+from fastapi import FastAPI, Request, Response  # noqa: E402
 from govcloud_common.service import create_app  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
-from ca import hierarchy  # noqa: E402
+from ca import hierarchy, ocsp  # noqa: E402
 from ca.api import router  # noqa: E402
 
 log = logging.getLogger("ca")
@@ -63,6 +63,13 @@ def _crl() -> str | None:
     return f"CRL missing or expired: {stale}" if stale else None
 
 
+async def check_bodies() -> str | None:
+    """bus-client naming needs the government bodies (GOVCLOUD_SETTING_BODIES or GOVCLOUD_BODIES_FILE)."""
+    from ca.profiles import bodies
+
+    return None if bodies() else "no government bodies configured"
+
+
 async def check_db() -> str | None:
     return await run_in_threadpool(_sync(_db))
 
@@ -79,8 +86,8 @@ async def _maintenance(interval: float) -> None:
     """CRLs and OCSP delegate keys on a schedule (revocations also regenerate the CRL at once)."""
     while True:
         try:
-            done = await run_in_threadpool(_sync(hierarchy.maintain))
-            if done["crl"] or done["ocsp_key"]:
+            done = await run_in_threadpool(_sync(hierarchy.maintain_once))
+            if done and (done["crl"] or done["ocsp_key"]):
                 log.info("maintenance", extra={"fields": done})
         except Exception:
             log.exception("maintenance failed")
@@ -102,8 +109,21 @@ def build(maintenance_interval: float | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = create_app("ca", checks={"database": check_db, "cas": check_cas, "crl": check_crl}, lifespan=lifespan)
+    app = create_app("ca", checks={"database": check_db, "cas": check_cas, "crl": check_crl,
+                                         "bodies": check_bodies}, lifespan=lifespan)
     app.include_router(router)
+
+    @app.post("/ocsp/{ca_serial}/cert/", include_in_schema=False)
+    async def ocsp_post(ca_serial: str, request: Request) -> Response:
+        """django-ca's responder on the fast path (GET /ocsp/<ca>/cert/<b64> stays with the Django mount)."""
+        der = await request.body()
+        hit = ocsp.cached(ca_serial, der)
+        if hit is None:
+            status, hit = await run_in_threadpool(_sync(lambda: ocsp.answer(ca_serial, der)))
+        else:
+            status = 200
+        return Response(hit, status_code=status, media_type=ocsp.CONTENT_TYPE)
+
     app.mount("/", get_asgi_application())  # django-ca: /ocsp/<ca>/cert/, /crl/<ca>/, /issuer/<ca>.der
     return app
 

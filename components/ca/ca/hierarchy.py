@@ -57,8 +57,21 @@ def use_options(ca: CertificateAuthority) -> Any:
     return ca.key_backend.get_use_private_key_options(ca, {})
 
 
+def _backend_and_options(spec: CASpec) -> tuple[Any, Any]:
+    """Issuing CAs go to the HSM when one is configured; the root stays exportable (encrypted in the DB)."""
+    if spec.parent is not None and "hsm" in settings.CA_KEY_BACKENDS:
+        from django_ca.key_backends.hsm.models import HSMCreatePrivateKeyOptions
+
+        backend = key_backends["hsm"]
+        return backend, HSMCreatePrivateKeyOptions.model_validate(
+            {"key_label": f"govcloud-{spec.name}", "key_type": spec.key_type, "key_size": spec.key_size,
+             "elliptic_curve": spec.curve}, context={"backend": backend})
+    return key_backends["default"], DBCreatePrivateKeyOptions(key_type=spec.key_type, key_size=spec.key_size,
+                                                              elliptic_curve=spec.curve)
+
+
 def _create(spec: CASpec, parent: CertificateAuthority | None) -> CertificateAuthority:
-    backend = key_backends["default"]
+    backend, create_options = _backend_and_options(spec)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.ORGANIZATION),
                          x509.NameAttribute(NameOID.COMMON_NAME, spec.cn)])
     kwargs: dict[str, Any] = {}
@@ -67,8 +80,7 @@ def _create(spec: CASpec, parent: CertificateAuthority | None) -> CertificateAut
     ca = CertificateAuthority.objects.init(
         name=spec.name,
         key_backend=backend,
-        key_backend_options=DBCreatePrivateKeyOptions(key_type=spec.key_type, key_size=spec.key_size,
-                                                      elliptic_curve=spec.curve),
+        key_backend_options=create_options,
         subject=subject,
         not_after=datetime.now(tz=UTC) + timedelta(days=365 * spec.years),
         path_length=spec.path_length,
@@ -130,6 +142,19 @@ def maintain(force_crl: bool = False) -> dict[str, list[str]]:
     return done
 
 
+def maintain_once() -> dict[str, list[str]] | None:
+    """maintain() unless another worker/replica is doing it right now (then None)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK])
+        if not cur.fetchone()[0]:
+            return None
+    try:
+        return maintain()
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
+
+
 def chain(ca: CertificateAuthority) -> list[CertificateAuthority]:
     out = [ca]
     while out[-1].parent_id is not None:
@@ -138,17 +163,18 @@ def chain(ca: CertificateAuthority) -> list[CertificateAuthority]:
 
 
 def signature_check(ca: CertificateAuthority) -> None:
-    """Sign and verify a probe with the CA's key: proves the key decrypts and matches the certificate."""
-    key = ca.key_backend.get_key(ca, use_options(ca))
+    """Sign and verify a probe with the CA's key (through its backend: HSM keys never leave the HSM)."""
     public = ca.pub.loaded.public_key()
     data = b"govcloud-ca readiness probe"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        public.verify(key.sign(data, ec.ECDSA(hashes.SHA256())), data, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
-    elif isinstance(key, rsa.RSAPrivateKey):
-        public.verify(key.sign(data, padding.PKCS1v15(), hashes.SHA256()), data,  # type: ignore[call-arg,union-attr]
-                      padding.PKCS1v15(), hashes.SHA256())
+    opts = use_options(ca)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        sig = ca.key_backend.sign_data(ca, opts, data, signature_algorithm=ec.ECDSA(hashes.SHA256()))
+        public.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(public, rsa.RSAPublicKey):
+        sig = ca.key_backend.sign_data(ca, opts, data, algorithm=hashes.SHA256(), padding=padding.PKCS1v15())
+        public.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
     else:
-        public.verify(key.sign(data), data)  # type: ignore[call-arg,union-attr]
+        public.verify(ca.key_backend.sign_data(ca, opts, data), data)  # type: ignore[call-arg,union-attr]
 
 
 EXPORT_PASSPHRASE_ENV = "GOVCLOUD_SECRET_ROOT_EXPORT_PASSPHRASE"

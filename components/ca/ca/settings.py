@@ -61,6 +61,17 @@ CA_DEFAULT_ELLIPTIC_CURVE = "secp256r1"
 CA_KEY_BACKENDS = {
     "default": {"BACKEND": "ca.keys.EncryptedDBBackend", "OPTIONS": {}},
 }
+# Issuing CA keys in an HSM through PKCS#11 (e.g. SoftHSM2: /usr/lib/softhsm/libsofthsm2.so) when configured.
+# The root key stays in "default" (encrypted) so it can be exported for cold storage; OCSP delegate keys stay in
+# the database too (django-ca re-initialises PKCS#11 per use: with several workers most OCSP answers fail).
+PKCS11_LIBRARY = os.environ.get("GOVCLOUD_SETTING_PKCS11_LIBRARY", "")
+if PKCS11_LIBRARY:
+    CA_KEY_BACKENDS["hsm"] = {
+        "BACKEND": "django_ca.key_backends.hsm.HSMBackend",
+        "OPTIONS": {"library_path": PKCS11_LIBRARY,
+                    "token": os.environ.get("GOVCLOUD_SETTING_PKCS11_TOKEN", "govcloud-ca"),
+                    "user_pin": os.environ.get("GOVCLOUD_SECRET_HSM_PIN", "")},
+    }
 CA_OCSP_KEY_BACKENDS = {
     "default": {"BACKEND": "ca.keys.EncryptedDBOCSPBackend", "OPTIONS": {}},
 }

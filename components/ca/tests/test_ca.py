@@ -360,14 +360,150 @@ def test_root_export_decrypts_with_the_passphrase_only(ca_db, tmp_path: Path):  
 def test_probes_and_metrics(client):  # type: ignore[no-untyped-def]
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == ["cas", "crl", "database"]
+    assert ready.status_code == 200 and ready.json()["checks"] == ["bodies", "cas", "crl", "database"]
     metrics = client.get("/metrics").text
     assert "ca_certificates_issued_total" in metrics and "http_requests_total" in metrics
 
 
 def test_maintenance_renews_nothing_when_fresh(ca_db):  # type: ignore[no-untyped-def]
-    from ca.hierarchy import maintain
+    from ca.hierarchy import maintain, maintain_once
 
     assert maintain() == {"crl": [], "ocsp_key": []}
     assert sorted(maintain(force_crl=True)["crl"]) == ["citizen", "platform", "root"]
-    assert maintain() == {"crl": [], "ocsp_key": []}
+    assert maintain_once() == {"crl": [], "ocsp_key": []}
+
+
+def test_backup_restore_verify_in_a_fresh_database(client, pg_server):  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import sys
+    import uuid
+
+    import psycopg
+
+    before = issue(client, "tls-server", csr_pem([f"backed-up.{DOMAIN}"])).json()
+    gone = issue(client, "bus-client", csr_pem([f"old.moh.bus.{DOMAIN}"])).json()
+    assert client.post(f"/api/v1/certificates/{gone['serial']}/revoke", json={"reason": "superseded"},
+                       headers=ADMIN).status_code == 200
+    here = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{here.parent / 'common'}"}
+
+    def ca(*args: str, db: str | None = None, stdin: bytes | None = None) -> bytes:
+        run_env = {**env, "PGDATABASE": db} if db else env
+        res = subprocess.run([sys.executable, "-m", "ca", *args], env=run_env, input=stdin, capture_output=True,
+                             timeout=60)
+        assert res.returncode == 0, res.stderr.decode()[-2000:]
+        return res.stdout
+
+    dump = ca("backup-dump")
+    assert b"ENCRYPTED PRIVATE KEY" in dump and b"BEGIN PRIVATE KEY" not in dump
+    fresh = "restore_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{fresh}"')
+    assert json.loads(ca("backup-restore", db=fresh, stdin=dump).decode().splitlines()[-1])["cas"] == 3
+    report = json.loads(ca("backup-verify", "--serial", before["serial"], db=fresh).decode().splitlines()[-1])
+    assert report["ok"] and report["cas"] == {"root": "signs", "platform": "signs", "citizen": "signs"}
+    assert report["ocsp"][before["serial"]] == "good"
+    assert report["ocsp"][gone["serial"]] == "revoked"
+    res = subprocess.run([sys.executable, "-m", "ca", "backup-restore"], env={**env, "PGDATABASE": fresh},
+                         input=dump, capture_output=True, timeout=60)
+    assert res.returncode != 0 and b"already holds certificate authorities" in res.stderr
+
+
+HSM_SCRIPT = """
+import json, os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ca.settings")
+import django
+django.setup()
+from datetime import UTC, datetime, timedelta
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django_ca.models import Certificate, CertificateAuthority
+from django_ca.profiles import profiles
+from ca.hierarchy import use_options
+from ca.policy import issue_context
+ca = CertificateAuthority.objects.get(name="platform")
+name = "hsm-issued." + os.environ["GOVCLOUD_DOMAIN"]
+csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+       .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+san = x509.Extension(x509.SubjectAlternativeName.oid, False, x509.SubjectAlternativeName([x509.DNSName(name)]))
+with issue_context("tls-server"):
+    cert = Certificate.objects.create_cert(ca, use_options(ca), csr, profile=profiles["tls-server"],
+                                           subject=csr.subject, extensions=[san],
+                                           not_after=datetime.now(tz=UTC) + timedelta(days=30))
+print(json.dumps({"serial": cert.serial, "backends": {c.name: c.key_backend_alias
+                  for c in CertificateAuthority.objects.all()},
+                  "platform_options": sorted(ca.key_backend_options)}))
+"""
+
+
+def test_issuing_ca_keys_in_softhsm2(ca_db, pg_server, tmp_path):  # type: ignore[no-untyped-def]
+    """With PKCS#11 configured, issuing CA keys are created in (and sign inside) SoftHSM2; the root stays
+    exportable in the database."""
+    import json
+    import os
+    import sys
+    import uuid
+
+    import psycopg
+
+    conf = tmp_path / "softhsm2.conf"
+    (tmp_path / "tokens").mkdir()
+    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    label, pin = "govcloud-ca-test", "test-user-pin-4821"
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    init = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin,
+                           "--so-pin", "test-so-pin-9173"], env=env, capture_output=True, text=True, timeout=30)
+    assert init.returncode == 0, init.stderr
+    db = "hsm_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    here = Path(__file__).resolve().parents[1]
+    env.update({"PGDATABASE": db, "PYTHONPATH": f"{here}{os.pathsep}{here.parent / 'common'}",
+                "GOVCLOUD_SETTING_PKCS11_LIBRARY": "/usr/lib/softhsm/libsofthsm2.so",
+                "GOVCLOUD_SETTING_PKCS11_TOKEN": label, "GOVCLOUD_SECRET_HSM_PIN": pin})
+
+    def run(*args: str) -> str:
+        res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout.strip().splitlines()[-1]
+
+    assert json.loads(run("-m", "ca", "bootstrap"))["hierarchy"] == {
+        "root": "created", "platform": "created", "citizen": "created"}
+    assert json.loads(run("-m", "ca", "bootstrap"))["hierarchy"]["platform"] == "exists"
+    issued = json.loads(run("-c", HSM_SCRIPT))
+    assert issued["backends"] == {"root": "default", "platform": "hsm", "citizen": "hsm"}
+    assert "private_key" not in issued["platform_options"]  # only a label/id pointing into the HSM
+    report = json.loads(run("-m", "ca", "backup-verify", "--serial", issued["serial"]))
+    assert report["ok"] and report["cas"] == {"root": "signs", "platform": "signs", "citizen": "signs"}
+    assert report["ocsp"][issued["serial"]] == "good"
+
+
+def test_ocsp_cache_is_cleared_by_revocation(client, pki):  # type: ignore[no-untyped-def]
+    import os
+
+    d, cas = pki
+    doc = issue(client, "bus-client", csr_pem([f"cache.moh.bus.{DOMAIN}"])).json()
+    cert = x509.load_pem_x509_certificate(doc["certificate"].encode())
+    issuer = x509.load_pem_x509_certificate((d / "platform.pem").read_bytes())
+    der = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build().public_bytes(
+        serialization.Encoding.DER)
+    path = f"/ocsp/{cas['platform']['serial']}/cert/"
+    first = client.post(path, content=der, headers={"Content-Type": "application/ocsp-request"}).content
+    again = client.post(path, content=der, headers={"Content-Type": "application/ocsp-request"}).content
+    assert first == again  # served from the cache: byte-identical, same producedAt
+    assert ocsp.load_der_ocsp_response(first).certificate_status == ocsp.OCSPCertStatus.GOOD
+    with_nonce = (ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+                  .add_extension(x509.OCSPNonce(os.urandom(16)), critical=False).build()
+                  .public_bytes(serialization.Encoding.DER))
+    live = ocsp.load_der_ocsp_response(client.post(path, content=with_nonce).content)
+    assert live.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert client.post(f"/api/v1/certificates/{doc['serial']}/revoke", json={"reason": "privilegeWithdrawn"},
+                       headers=ADMIN).status_code == 200
+    after = ocsp.load_der_ocsp_response(client.post(path, content=der).content)
+    assert after.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert after.revocation_reason == x509.ReasonFlags.privilege_withdrawn
+    bad = ocsp.load_der_ocsp_response(client.post(path, content=b"not an ocsp request").content)
+    assert bad.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST

@@ -15,6 +15,7 @@ from govcloud_common.settings import Settings
 from payment.app import build_app
 from payment.fees import PortalFeeSource
 from payment.gateway import PaymentConfig
+from payment.notify import NotifyConfig
 from payment.receipts import KeySigner, ReceiptSigner, local_chain
 
 log = logging.getLogger("payment")
@@ -48,7 +49,10 @@ def main() -> None:
         fees=PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0)),
         signer=receipt_signer(),
         order_ttl=timedelta(minutes=int(Settings.setting("order-ttl-minutes", "90"))),
-        pool_max=int(Settings.setting("pool-max", "16")), run_workers=True)
+        pool_max=int(Settings.setting("pool-max", "16")), run_workers=True,
+        worker_interval_s=float(Settings.setting("worker-interval-s", "1")),
+        notify=NotifyConfig(client=httpx.AsyncClient(timeout=10.0), portal_url=Settings.url("portal"),
+                            portal_key=Settings.secret("notify-key")))
     serve(build_app(cfg), default_port=18050)
 
 

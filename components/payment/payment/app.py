@@ -35,6 +35,11 @@ class ReconcileIn(BaseModel):
     date: date
 
 
+class BillerNotifyIn(BaseModel):
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=500)
+    secret: str = Field(min_length=16, max_length=200)
+
+
 def build_app(cfg: PaymentConfig) -> FastAPI:
     gw = Gateway(cfg)
 
@@ -138,6 +143,34 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
         admin(request)
         return await gw.ledger_check()
 
+    def notifier() -> Any:
+        if gw.notifier is None:
+            raise ApiError(404, "notifications are not configured")
+        return gw.notifier
+
+    @app.put("/api/admin/billers/{biller}/notify")
+    async def biller_notify(biller: str, body: BillerNotifyIn, request: Request) -> dict[str, str]:
+        admin(request)
+        await gw.set_biller_notify(biller, body.url, body.secret)
+        return {"biller": biller, "url": body.url}
+
+    @app.post("/api/admin/notifications/deliver")
+    async def deliver(request: Request) -> dict[str, int]:
+        admin(request)
+        return await notifier().deliver_due(gw.now())
+
+    @app.get("/api/admin/notifications/dead")
+    async def dead(request: Request) -> list[dict[str, Any]]:
+        admin(request)
+        return await notifier().dead_letters()
+
+    @app.post("/api/admin/notifications/{nid}/redeliver")
+    async def redeliver(nid: int, request: Request) -> dict[str, Any]:
+        admin(request)
+        if not await notifier().redeliver(nid, gw.now()):
+            raise ApiError(404, "no such dead letter", str(nid))
+        return {"id": nid, "requeued": True}
+
     @app.post("/api/admin/expire")
     async def expire(request: Request) -> dict[str, int]:
         admin(request)
@@ -150,6 +183,8 @@ async def _workers(gw: Gateway) -> None:
     while True:
         try:
             await gw.expire_due()
-        except Exception:  # a transient database fault must not stop expiry for good
-            log.exception("expiry run failed")
+            if gw.notifier:
+                await gw.notifier.deliver_due(gw.now())
+        except Exception:  # a transient database or network fault must not stop the workers for good
+            log.exception("background run failed")
         await asyncio.sleep(gw.cfg.worker_interval_s)

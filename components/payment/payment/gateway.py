@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from payment import ledger, signing
+from payment import ledger, notify, signing
 from payment.fees import FeeSource, FeeSourceError, UnknownService
 from payment.receipts import ReceiptSigner, make_receipt
 
@@ -28,6 +28,7 @@ log = logging.getLogger("payment")
 Clock = Callable[[], datetime]
 CALLBACK_PATH = "/api/switch/callbacks"
 BILL_REF = r"^[A-Z]{2,6}-[A-Za-z0-9]{1,32}$"
+ORDER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))"  # serialises create and callbacks
 
 ORDERS = Counter("payment_orders_total", "Payment orders reaching a state", ["state"])
 PAY_LATENCY = Histogram("payment_order_paid_seconds", "Order creation to paid", buckets=(
@@ -93,6 +94,7 @@ class PaymentConfig:
     pool_max: int = 8
     run_workers: bool = False
     worker_interval_s: float = 5.0
+    notify: notify.NotifyConfig | None = None
     pool: AsyncConnectionPool | None = field(default=None, repr=False)
 
 
@@ -116,6 +118,7 @@ class Gateway:
     def __init__(self, cfg: PaymentConfig) -> None:
         self.cfg = cfg
         self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
+        self.notifier = notify.Notifier(self.pool, cfg.notify) if cfg.notify else None
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -139,6 +142,13 @@ class Gateway:
             await conn.execute("INSERT INTO channels (id, kind, name, enabled) VALUES (%s, %s, %s, %s) ON CONFLICT (id)"
                                " DO UPDATE SET kind = excluded.kind, name = excluded.name, enabled = excluded.enabled",
                                (cid, kind, name, enabled))
+
+    async def set_biller_notify(self, biller: str, url: str, secret: str) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("UPDATE billers SET notify_url = %s, notify_secret = %s WHERE id = %s",
+                                     (url, secret, biller))
+            if cur.rowcount != 1:
+                raise ApiError(404, "unknown biller", biller)
 
     async def billers(self) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
@@ -193,15 +203,16 @@ class Gateway:
         except ValidationError as exc:
             raise ApiError(422, "invalid order", json.dumps(exc.errors(include_url=False), default=str)) from None
         async with self.pool.connection() as conn:
-            stored = await self._stored(conn, key)
-        if stored:
-            return self._replay(stored, digest)
-        async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM channels WHERE id = %s AND enabled", (req.channel,))
-            channel = await cur.fetchone()
-        if not channel:
+            row = await (await conn.execute(
+                "SELECT i.body_hash, i.status, i.response, c.id, c.kind FROM (SELECT 1) one"
+                " LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %s"
+                " LEFT JOIN channels c ON c.id = %s AND c.enabled", (key, req.channel))).fetchone()
+        assert row is not None
+        if row[0] is not None:
+            return self._replay((row[0], row[1], json.loads(row[2])), digest)
+        if row[3] is None:
             raise ApiError(422, "unknown channel", req.channel)
+        channel = {"id": row[3], "kind": row[4]}
         if req.kind == "fee":
             assert req.service_id
             try:
@@ -222,31 +233,36 @@ class Gateway:
         expires = now + self.cfg.order_ttl
         async with self.pool.connection() as conn:
             async with conn.transaction():
+                # the order's lock first: the switch may call back before this transaction commits, and its
+                # callback waits on this lock; a concurrent twin with the same key waits here too
                 cur = await conn.execute(
-                    "INSERT INTO idempotency (scope, key, body_hash, created_at) VALUES ('orders', %s, %s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now))
+                    "INSERT INTO idempotency (scope, key, body_hash, created_at)"
+                    " SELECT 'orders', %s, %s, %s FROM (SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))) l"
+                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now, order_id))
                 claimed = await cur.fetchone() is not None
                 if claimed:
                     switch_ref = await self._request_to_pay(order_id, amount, channel, req.payer_account, payee,
                                                             expires)
-                    try:
-                        async with conn.transaction():
-                            rcur = conn.cursor(row_factory=dict_row)
-                            await rcur.execute(
-                                "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
-                                " channel, payer_account, status, switch_ref, created_at, expires_at)"
-                                " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s) RETURNING *",
-                                (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                                 req.payer_account, switch_ref, now, expires))
-                            row = await rcur.fetchone()
-                    except psycopg.errors.UniqueViolation:
-                        raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "") \
-                            from None
-                    assert row is not None
-                    await ledger.reserve(conn, order_id, amount, now)
-                    response = _order_doc(row)
-                    await conn.execute("UPDATE idempotency SET status = 201, response = %s WHERE scope = 'orders'"
-                                       " AND key = %s", (Jsonb(response), key))
+                    response = _order_doc({
+                        "id": order_id, "kind": req.kind, "service_id": req.service_id,
+                        "bill_reference": req.bill_reference, "payee": payee, "amount": amount, "currency": "SYP",
+                        "channel": req.channel, "payer_account": req.payer_account, "status": "pending",
+                        "reason": None, "switch_ref": switch_ref, "created_at": now, "expires_at": expires,
+                        "closed_at": None})
+                    async with conn.pipeline():
+                        ocur = await conn.execute(
+                            "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
+                            " channel, payer_account, status, switch_ref, created_at, expires_at)"
+                            " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s)"
+                            " ON CONFLICT (bill_reference) WHERE bill_reference IS NOT NULL"
+                            " AND status IN ('reserved', 'pending', 'paid') DO NOTHING RETURNING id",
+                            (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
+                             req.payer_account, switch_ref, now, expires))
+                        await ledger.reserve(conn, order_id, amount, now)
+                        await conn.execute("UPDATE idempotency SET status = 201, response = %s"
+                                           " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))
+                    if await ocur.fetchone() is None:
+                        raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "")
             if not claimed:  # a concurrent twin with the same key committed first
                 stored = await self._stored(conn, key)
                 assert stored is not None
@@ -257,7 +273,7 @@ class Gateway:
     async def _stored(self, conn: psycopg.AsyncConnection[Any], key: str) -> tuple[str, int, Any] | None:
         row = await (await conn.execute("SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders'"
                                         " AND key = %s", (key,))).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return (row[0], row[1], json.loads(row[2])) if row else None
 
     @staticmethod
     def _replay(stored: tuple[str, int, Any], digest: str) -> tuple[int, dict[str, Any]]:
@@ -306,6 +322,7 @@ class Gateway:
         await ledger.abort(conn, row["id"], row["amount"], now)
         await conn.execute("UPDATE orders SET status = %s, reason = %s, late_status = %s, closed_at = %s WHERE id = %s",
                            (status, reason, late, now, row["id"]))
+        await notify.enqueue(conn, self.cfg.notify, row, status, now)
         ORDERS.labels(status).inc()
 
     async def cancel(self, order_id: str) -> dict[str, Any]:
@@ -345,19 +362,23 @@ class Gateway:
         except ValidationError as exc:
             raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (cb.rtp_id,))
+            await cur.execute("SELECT o.*, EXISTS (SELECT 1 FROM callbacks WHERE event_id = %s) AS seen"
+                              " FROM orders o WHERE o.id = %s FOR UPDATE", (cb.event_id, cb.rtp_id))
             row = await cur.fetchone()
-            if not row:  # not (yet) committed here: the switch retries with backoff
+            if not row:  # unknown here (e.g. its create failed after the switch accepted): the switch retries
                 raise ApiError(404, "unknown order", cb.rtp_id)
-            seen = await (await conn.execute(
-                "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, '', %s)"
-                " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), now)
-            )).fetchone()
-            if not seen:
+            if row["seen"]:
                 return {"result": "duplicate", "order": cb.rtp_id}
-            result = await self._apply(conn, row, cb, now)
-            await conn.execute("UPDATE callbacks SET result = %s WHERE event_id = %s", (result, cb.event_id))
+            async with conn.pipeline():
+                result = await self._apply(conn, row, cb, now)
+                dup = await conn.execute(
+                    "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), result,
+                                                           now))
+            if await dup.fetchone() is None:  # a copy of this event was applied concurrently: ours changed nothing
+                result = "duplicate"
         return {"result": result, "order": cb.rtp_id}
 
     async def _apply(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], cb: Callback, now: datetime) -> str:
@@ -389,6 +410,7 @@ class Gateway:
         await conn.execute("INSERT INTO receipts (order_id, payload, signature, algorithm, chain) VALUES"
                            " (%s, %s, %s, %s, %s)", (row["id"], rec["payload"], rec["signature"], rec["algorithm"],
                                                      rec["chain"]))
+        await notify.enqueue(conn, self.cfg.notify, row, "paid", now, receipt_id=fields["receipt_id"])
         ORDERS.labels("paid").inc()
         PAY_LATENCY.observe(max((now - row["created_at"]).total_seconds(), 0.0))
         return "paid"

@@ -6,9 +6,11 @@ Two-phase payment postings (amount > 0 debits, amount < 0 credits):
 * commit:  Dr ``order:<id>`` / Cr ``payee:<payee>`` and Dr ``switch:receivable`` / Cr ``switch:pending``
 * abort:   Dr ``order:<id>`` / Cr ``switch:pending``
 
-``order:<id>`` and ``payee:*`` are credit-normal no-overdraft accounts, so committing or aborting twice is refused by
-the database (the order account would go positive). The shared ``switch:*`` accounts keep no balance row (their
-balance is the sum of their entries), so concurrent orders never queue on one hot row.
+``order:<id>`` is a credit-normal no-overdraft account with its balance kept in its row, so committing or aborting
+twice is refused by the database itself (the order account would go positive). Shared accounts (``switch:*``,
+``payee:*``) keep no balance row - their balance is the sum of their entries - so concurrent orders never queue on
+one hot row; payee accounts are still no-overdraft, which ``check`` verifies over the entries (only credits reach
+them today; a payout will take a per-payee lock and check the sum).
 """
 
 from __future__ import annotations
@@ -34,42 +36,47 @@ def payee_account(payee: str) -> str:
     return f"payee:{payee}"
 
 
-async def ensure_account(conn: psycopg.AsyncConnection[Any], account: str, normal: str = "credit",
-                         no_overdraft: bool = True) -> None:
-    await conn.execute("INSERT INTO accounts (id, normal, no_overdraft) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                       (account, normal, no_overdraft))
+_POST = """
+WITH opened AS (
+    INSERT INTO accounts (id, normal, no_overdraft, tracked)
+    SELECT * FROM unnest(%(ids)s::text[], %(normals)s::text[], %(nos)s::bool[], %(tracked)s::bool[])
+    ON CONFLICT DO NOTHING
+), tx AS (
+    INSERT INTO ledger_tx (order_id, kind, created_at) VALUES (%(order)s, %(kind)s, %(now)s) RETURNING id
+)
+INSERT INTO entries (tx_id, account, amount)
+SELECT tx.id, u.account, u.amount FROM tx, unnest(%(accounts)s::text[], %(amounts)s::bigint[]) AS u(account, amount)
+"""
 
 
 async def post(conn: psycopg.AsyncConnection[Any], order_id: str | None, kind: str, legs: list[tuple[str, int]],
-               now: datetime) -> int:
-    """Write one balanced ledger transaction inside the caller's database transaction."""
+               now: datetime, open_accounts: list[tuple[str, str, bool, bool]] | None = None) -> None:
+    """Write one balanced ledger transaction inside the caller's database transaction, in one statement.
+
+    ``open_accounts`` (id, normal, no_overdraft, tracked) are created first when they do not exist yet."""
     if not legs or sum(a for _, a in legs) != 0:
         raise LedgerError(f"{kind}: legs do not balance: {legs}")
     if any(isinstance(a, bool) or not isinstance(a, int) or a == 0 for _, a in legs):
         raise LedgerError(f"{kind}: amounts must be non-zero integers: {legs}")
-    cur = await conn.execute("INSERT INTO ledger_tx (order_id, kind, created_at) VALUES (%s, %s, %s) RETURNING id",
-                             (order_id, kind, now))
-    row = await cur.fetchone()
-    assert row is not None
-    tx_id = int(row[0])
-    async with conn.cursor() as c:
-        await c.executemany("INSERT INTO entries (tx_id, account, amount) VALUES (%s, %s, %s)",
-                            [(tx_id, acc, amt) for acc, amt in legs])
-    return tx_id
+    cols = list(zip(*open_accounts, strict=True)) if open_accounts else [(), (), (), ()]
+    await conn.execute(_POST, {
+        "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]), "tracked": list(cols[3]),
+        "order": order_id, "kind": kind, "now": now, "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs]})
 
 
-async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> int:
-    await ensure_account(conn, order_account(order_id))
-    return await post(conn, order_id, "reserve", [(PENDING, amount), (order_account(order_id), -amount)], now)
+async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
+    acc = order_account(order_id)
+    return await post(conn, order_id, "reserve", [(PENDING, amount), (acc, -amount)], now,
+                      [(acc, "credit", True, True)])
 
 
-async def commit(conn: psycopg.AsyncConnection[Any], order_id: str, payee: str, amount: int, now: datetime) -> int:
-    await ensure_account(conn, payee_account(payee))
+async def commit(conn: psycopg.AsyncConnection[Any], order_id: str, payee: str, amount: int, now: datetime) -> None:
     return await post(conn, order_id, "commit", [(order_account(order_id), amount), (payee_account(payee), -amount),
-                                                  (RECEIVABLE, amount), (PENDING, -amount)], now)
+                                                  (RECEIVABLE, amount), (PENDING, -amount)], now,
+                      [(payee_account(payee), "credit", True, False)])
 
 
-async def abort(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> int:
+async def abort(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
     return await post(conn, order_id, "abort", [(order_account(order_id), amount), (PENDING, -amount)], now)
 
 

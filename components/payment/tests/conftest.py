@@ -20,11 +20,13 @@ from payment import signing
 from payment.app import build_app
 from payment.fees import PortalFeeSource
 from payment.gateway import Gateway, PaymentConfig
+from payment.notify import NotifyConfig
 from payment.receipts import local_chain
 from switch.app import Switch, SwitchConfig
 from switch.app import build_app as build_switch
 
 KEY = "test-callback-key"
+NOTIFY_KEY = "test-notify-key-portal"
 ADMIN = "test-admin-token"
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN}"}
 FEES = {"passport-renewal": 25_000, "birth-certificate": 3_500, "driving-licence": 120_000}
@@ -64,6 +66,18 @@ def drop_database(server: PgServer, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class Receivers:
+    """The portal's and billers' notification endpoints: record what arrives, answer as told."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, httpx.Request]] = []
+        self.answer = 200
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.received.append((request.url.host, request))
+        return httpx.Response(self.answer, json={})
+
+
 @dataclass
 class System:
     pay: httpx.AsyncClient         # a client of the payment API
@@ -74,8 +88,10 @@ class System:
     root_pem: str
     pay_dsn: str
     sw_dsn: str
+    receivers: Receivers
     admin = ADMIN_HEADERS
     key = KEY
+    notify_key = NOTIFY_KEY
     fees = FEES
 
     async def order(self, key: str, **body: Any) -> httpx.Response:
@@ -124,8 +140,11 @@ async def system(pg_server: PgServer) -> AsyncIterator[System]:
     switch_app = build_switch(sw_cfg)
     to_switch = httpx.AsyncClient(transport=httpx.ASGITransport(switch_app), base_url="http://switch")
     portal = httpx.AsyncClient(transport=portal_transport(FEES), base_url="http://portal")
+    receivers = Receivers()
+    notify_client = httpx.AsyncClient(transport=httpx.MockTransport(receivers.handler))
     cfg = PaymentConfig(conninfo=pay_dsn, key=KEY, admin_token=ADMIN, switch=to_switch,
-                        fees=PortalFeeSource(portal), signer=signer, clock=clock)
+                        fees=PortalFeeSource(portal), signer=signer, clock=clock,
+                        notify=NotifyConfig(notify_client, "http://portal", NOTIFY_KEY, max_attempts=4))
     pay_app = build_app(cfg)
     await sw_cfg.payment.aclose()
     sw_cfg.payment = httpx.AsyncClient(transport=httpx.ASGITransport(pay_app), base_url="http://payment")
@@ -136,9 +155,9 @@ async def system(pg_server: PgServer) -> AsyncIterator[System]:
     pay = httpx.AsyncClient(transport=httpx.ASGITransport(pay_app), base_url="http://payment")
     try:
         yield System(pay, to_switch, gw, sw, clock, root.public_bytes(serialization.Encoding.PEM).decode(),
-                     pay_dsn, sw_dsn)
+                     pay_dsn, sw_dsn, receivers)
     finally:
-        for c in (pay, to_switch, portal, sw_cfg.payment):
+        for c in (pay, to_switch, portal, sw_cfg.payment, notify_client):
             await c.aclose()
         await gw.close()
         await sw.close()

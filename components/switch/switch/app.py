@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -83,6 +84,7 @@ class Switch:
     def __init__(self, cfg: SwitchConfig) -> None:
         self.cfg = cfg
         self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
+        self._behaviour: tuple[float, Behaviour] | None = None
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -94,51 +96,54 @@ class Switch:
         return self.cfg.clock()
 
     async def behaviour(self) -> Behaviour:
+        """The configured behaviour, re-read from the database at most once a second."""
+        if self._behaviour and time.monotonic() - self._behaviour[0] < 1.0:
+            return self._behaviour[1]
         async with self.pool.connection() as conn:
             row = await (await conn.execute("SELECT config FROM behaviour WHERE id = 1")).fetchone()
-        return Behaviour.model_validate(row[0] if row else {})
+        b = Behaviour.model_validate(row[0] if row else {})
+        self._behaviour = (time.monotonic(), b)
+        return b
 
     async def set_behaviour(self, b: Behaviour) -> None:
         async with self.pool.connection() as conn:
             await conn.execute("UPDATE behaviour SET config = %s WHERE id = 1", (Jsonb(b.model_dump()),))
+        self._behaviour = (time.monotonic(), b)
 
     async def request_to_pay(self, req: RtpRequest) -> tuple[int, dict[str, Any]]:
         now = self.now()
         behaviour = await self.behaviour()
         mode = behaviour.accounts.get(req.channel.account, behaviour.default)
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM rtp WHERE rtp_id = %s FOR UPDATE", (req.rtp_id,))
-            old = await cur.fetchone()
-            if old:
-                same = (old["amount"], old["currency"], old["account"], old["payee"]) == (
-                    req.amount, req.currency, req.channel.account, req.payee)
-                if not same:
-                    return 409, {"title": "rtp_id reused with different content"}
-                return 200, {"rtp_id": old["rtp_id"], "switch_ref": old["switch_ref"], "status": "pending"}
-            ref = "SW" + secrets.token_hex(8).upper()
-            status, reason, decided = "pending", None, None
-            if req.expires_at <= now:
-                status, reason, decided = "declined", "expired", now
-            elif mode in ("approve", "duplicate"):
-                status, decided = "approved", now
-            elif mode == "decline":
-                status, reason, decided = "declined", "insufficient funds", now
-            await cur.execute(
-                "INSERT INTO rtp (rtp_id, switch_ref, amount, currency, channel_kind, provider, account, payee,"
-                " expires_at, status, reason, created_at, decided_at)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (req.rtp_id, ref, req.amount, req.currency, req.channel.kind, req.channel.provider,
-                 req.channel.account, req.payee, req.expires_at, status, reason, now, decided))
-            if status != "pending":
-                payload = {"event_id": "EV" + secrets.token_hex(8).upper(), "rtp_id": req.rtp_id, "switch_ref": ref,
-                           "status": status, "amount": req.amount, "currency": req.currency, "reason": reason,
-                           "decided_at": now.isoformat()}
-                copies = 2 if mode == "duplicate" else 1
-                for _ in range(copies):
-                    await cur.execute("INSERT INTO outbox (rtp_id, payload, next_at) VALUES (%s, %s, %s)",
-                                      (req.rtp_id, Jsonb(payload), now))
-        return 202, {"rtp_id": req.rtp_id, "switch_ref": ref, "status": "pending"}
+        ref = "SW" + secrets.token_hex(8).upper()
+        status, reason, decided = "pending", None, None
+        if req.expires_at <= now:
+            status, reason, decided = "declined", "expired", now
+        elif mode in ("approve", "duplicate"):
+            status, decided = "approved", now
+        elif mode == "decline":
+            status, reason, decided = "declined", "insufficient funds", now
+        payload = {"event_id": "EV" + secrets.token_hex(8).upper(), "rtp_id": req.rtp_id, "switch_ref": ref,
+                   "status": status, "amount": req.amount, "currency": req.currency, "reason": reason,
+                   "decided_at": now.isoformat()}
+        copies = 0 if status == "pending" else 2 if mode == "duplicate" else 1
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "WITH r AS (INSERT INTO rtp (rtp_id, switch_ref, amount, currency, channel_kind, provider, account,"
+                " payee, expires_at, status, reason, created_at, decided_at)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (rtp_id) DO NOTHING RETURNING rtp_id),"
+                " o AS (INSERT INTO outbox (rtp_id, payload, next_at)"
+                " SELECT r.rtp_id, %s, %s FROM r, generate_series(1, %s))"
+                " SELECT rtp_id FROM r",
+                (req.rtp_id, ref, req.amount, req.currency, req.channel.kind, req.channel.provider, req.channel.account,
+                 req.payee, req.expires_at, status, reason, now, decided, Jsonb(payload), now, copies))
+            if await cur.fetchone():
+                return 202, {"rtp_id": req.rtp_id, "switch_ref": ref, "status": "pending"}
+            old = await (await conn.execute("SELECT switch_ref, amount, currency, account, payee FROM rtp"
+                                            " WHERE rtp_id = %s", (req.rtp_id,))).fetchone()
+        assert old is not None
+        if tuple(old[1:]) != (req.amount, req.currency, req.channel.account, req.payee):
+            return 409, {"title": "rtp_id reused with different content"}
+        return 200, {"rtp_id": req.rtp_id, "switch_ref": old[0], "status": "pending"}
 
     async def status(self, rtp_id: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
@@ -172,35 +177,42 @@ class Switch:
                 (p.settled_amount, p.in_settlement, rtp_id))
             return cur.rowcount == 1
 
-    async def dispatch_due(self, limit: int = 200) -> dict[str, int]:
-        """Deliver due callbacks once; failures back off exponentially (1 s, 2 s, 4 s ... 300 s)."""
-        delivered = failed = 0
+    async def _deliver(self, payload: dict[str, Any], now: datetime) -> str | None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json",
+                   signing.HEADER: signing.sign(self.cfg.key, "POST", CALLBACK_PATH, body, now.timestamp())}
+        try:
+            resp = await self.cfg.payment.post(CALLBACK_PATH, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if resp.status_code < 300 else f"HTTP {resp.status_code}: {resp.text[:200]}"
+
+    async def dispatch_due(self, limit: int = 200, parallel: int = 16) -> dict[str, int]:
+        """Deliver due callbacks once, up to ``parallel`` at a time; failures back off exponentially (1 s, 2 s, 4 s
+        ... 300 s). Copies of one event (duplicate mode) go out one after the other, as separate deliveries."""
         now = self.now()
+        sem = asyncio.Semaphore(parallel)
+
+        async def one(payload: dict[str, Any]) -> str | None:
+            async with sem:
+                return await self._deliver(payload, now)
+
         async with self.pool.connection() as conn, conn.transaction():
             rows = await (await conn.execute(
                 "SELECT id, payload, attempts FROM outbox WHERE delivered_at IS NULL AND next_at <= %s"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit))).fetchall()
-            for oid, payload, attempts in rows:
-                body = json.dumps(payload, separators=(",", ":")).encode()
-                headers = {"content-type": "application/json",
-                           signing.HEADER: signing.sign(self.cfg.key, "POST", CALLBACK_PATH, body, now.timestamp())}
-                error: str | None = None
-                try:
-                    resp = await self.cfg.payment.post(CALLBACK_PATH, content=body, headers=headers)
-                    if resp.status_code >= 300:
-                        error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                if error is None:
-                    delivered += 1
-                    await conn.execute("UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = %s",
-                                       (now, oid))
-                else:
-                    failed += 1
-                    backoff = min(2 ** attempts, MAX_BACKOFF_S)
-                    await conn.execute("UPDATE outbox SET attempts = attempts + 1, next_at = %s, last_error = %s"
-                                       " WHERE id = %s", (now + timedelta(seconds=backoff), error, oid))
-        return {"delivered": delivered, "failed": failed}
+            errors = list(await asyncio.gather(*(one(payload) for _, payload, _ in rows)))
+            ok = [oid for (oid, _, _), err in zip(rows, errors, strict=True) if err is None]
+            bad = [(now + timedelta(seconds=min(2 ** attempts, MAX_BACKOFF_S)), err, oid)
+                   for (oid, _, attempts), err in zip(rows, errors, strict=True) if err is not None]
+            if ok:
+                await conn.execute("UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = ANY(%s)",
+                                   (now, ok))
+            if bad:
+                async with conn.cursor() as cur:
+                    await cur.executemany("UPDATE outbox SET attempts = attempts + 1, next_at = %s, last_error = %s"
+                                          " WHERE id = %s", bad)
+        return {"delivered": len(ok), "failed": len(bad)}
 
 
 def build_app(cfg: SwitchConfig) -> FastAPI:

@@ -118,7 +118,7 @@ CREATE TABLE idempotency (
     key        text NOT NULL,
     body_hash  text NOT NULL,
     status     int,
-    response   jsonb,
+    response   text,              -- the JSON exactly as first answered
     created_at timestamptz NOT NULL,
     PRIMARY KEY (scope, key)
 );

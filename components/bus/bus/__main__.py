@@ -1,0 +1,44 @@
+"""``python -m bus``: the admin API on the http port and the members' mTLS port, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from govcloud_common import logs
+from govcloud_common.settings import Settings
+
+from bus.app import Bus, BusConfig, admin_app, ensure_certificate
+from bus.tlsserver import mtls_server, plain_server, server_context
+
+log = logging.getLogger("bus")
+
+
+async def run() -> None:
+    cfg = BusConfig.from_env()
+    log.info("own certificate", extra={"fields": {"certificate": await asyncio.to_thread(ensure_certificate, cfg)}})
+    bus = Bus(cfg)
+    await bus.start()
+    bind = Settings.from_env().bind
+    admin = plain_server(admin_app(bus), bind, Settings.port("http", 18070))
+    members = mtls_server(bus.router, bind, Settings.port("mtls", 18071),
+                          server_context(cfg.tls_cert, cfg.tls_key, cfg.ca_bundle))
+    try:
+        await asyncio.gather(admin.serve(), members.serve())
+    finally:
+        await bus.stop()
+
+
+def main() -> None:
+    logs.configure("bus")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

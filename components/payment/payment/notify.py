@@ -1,0 +1,129 @@
+"""Notifications of order outcomes to the portal (fee orders) and billers (bill orders).
+
+Written in the same database transaction as the order's state change (a transactional outbox), delivered as
+``POST <url>`` with JSON ``{"event", "order_id", "status", "amount", "currency", "service_id" | "bill_reference",
+"switch_ref", "receipt_id", "at"}`` and ``X-Payment-Signature: t=<unix>,v1=<hex HMAC-SHA256(key,
+"<t>.POST.<path>." + body)>`` (the switch protocol's scheme; key = the portal's ``notify-key`` or the biller's secret).
+A 2xx acknowledges; anything else is retried with exponential backoff (2 s … 10 min); after ``max_attempts`` the
+notification becomes a dead letter, listed by the admin API and re-deliverable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from payment import signing
+
+HEADER = "X-Payment-Signature"
+PORTAL_PATH = "/api/payments/notifications"
+MAX_BACKOFF_S = 600
+
+
+@dataclass
+class NotifyConfig:
+    client: httpx.AsyncClient
+    portal_url: str | None          # GOVCLOUD_URL_PORTAL; None = no portal notifications
+    portal_key: str | None          # shared with the portal ("notify-key")
+    max_attempts: int = 12
+
+
+async def enqueue(conn: psycopg.AsyncConnection[Any], cfg: NotifyConfig | None, order: dict[str, Any], status: str,
+                  now: datetime, receipt_id: str | None = None) -> None:
+    """Queue the notification of ``order`` reaching ``status`` inside the caller's transaction."""
+    if cfg is None:
+        return
+    payload = {"event": f"order.{status}", "order_id": order["id"], "status": status, "amount": order["amount"],
+               "currency": order["currency"], "service_id": order["service_id"],
+               "bill_reference": order["bill_reference"], "switch_ref": order["switch_ref"],
+               "receipt_id": receipt_id, "at": now.isoformat()}
+    if order["kind"] == "fee" and cfg.portal_url:
+        await conn.execute("INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
+                           " VALUES ('portal', %s, %s, %s, %s, %s)",
+                           (cfg.portal_url.rstrip("/") + PORTAL_PATH, payload["event"], order["id"], Jsonb(payload),
+                            now))
+    elif order["kind"] == "bill":
+        await conn.execute(
+            "INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
+            " SELECT 'biller:' || b.id, b.notify_url, %s, %s, %s, %s FROM bills x JOIN billers b ON b.id = x.biller_id"
+            " WHERE x.reference = %s AND b.notify_url IS NOT NULL",
+            (payload["event"], order["id"], Jsonb(payload), now, order["bill_reference"]))
+
+
+class Notifier:
+    def __init__(self, pool: AsyncConnectionPool, cfg: NotifyConfig) -> None:
+        self.pool, self.cfg = pool, cfg
+
+    async def _key(self, conn: psycopg.AsyncConnection[Any], target: str) -> str | None:
+        if target == "portal":
+            return self.cfg.portal_key
+        row = await (await conn.execute("SELECT notify_secret FROM billers WHERE id = %s",
+                                        (target.removeprefix("biller:"),))).fetchone()
+        return row[0] if row else None
+
+    async def _send(self, url: str, key: str | None, payload: dict[str, Any], now: datetime) -> str | None:
+        if not key:
+            return "no signing key configured for this target"
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json",
+                   HEADER: signing.sign(key, "POST", urlsplit(url).path, body, now.timestamp())}
+        try:
+            resp = await self.cfg.client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if resp.status_code < 300 else f"HTTP {resp.status_code}"
+
+    async def deliver_due(self, now: datetime, limit: int = 100, parallel: int = 8) -> dict[str, int]:
+        sem = asyncio.Semaphore(parallel)
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM notifications WHERE delivered_at IS NULL AND dead_at IS NULL"
+                              " AND next_at <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit))
+            rows = await cur.fetchall()
+            keys = {t: await self._key(conn, t) for t in {r["target"] for r in rows}}
+
+            async def one(r: dict[str, Any]) -> str | None:
+                async with sem:
+                    return await self._send(r["url"], keys[r["target"]], r["payload"], now)
+
+            errors = await asyncio.gather(*(one(r) for r in rows))
+            counts = {"delivered": 0, "retry": 0, "dead": 0}
+            for r, err in zip(rows, errors, strict=True):
+                if err is None:
+                    counts["delivered"] += 1
+                    await conn.execute("UPDATE notifications SET delivered_at = %s, attempts = attempts + 1,"
+                                       " last_error = NULL WHERE id = %s", (now, r["id"]))
+                elif r["attempts"] + 1 >= self.cfg.max_attempts:
+                    counts["dead"] += 1
+                    await conn.execute("UPDATE notifications SET dead_at = %s, attempts = attempts + 1,"
+                                       " last_error = %s WHERE id = %s", (now, err, r["id"]))
+                else:
+                    counts["retry"] += 1
+                    backoff = timedelta(seconds=min(2 ** (r["attempts"] + 1), MAX_BACKOFF_S))
+                    await conn.execute("UPDATE notifications SET next_at = %s, attempts = attempts + 1,"
+                                       " last_error = %s WHERE id = %s", (now + backoff, err, r["id"]))
+        return counts
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT id, target, url, event, order_id, attempts, dead_at, last_error"
+                              " FROM notifications WHERE dead_at IS NOT NULL ORDER BY id")
+            rows = await cur.fetchall()
+        return [{**r, "dead_at": r["dead_at"].isoformat()} for r in rows]
+
+    async def redeliver(self, nid: int, now: datetime) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("UPDATE notifications SET dead_at = NULL, attempts = 0, next_at = %s"
+                                     " WHERE id = %s AND dead_at IS NOT NULL", (now, nid))
+            return cur.rowcount == 1
