@@ -50,11 +50,12 @@ class ComponentSpec(_Spec):
     image: Image = Image()
     command: list[str] = Field(min_length=1)
     ports: dict[str, int] = Field(min_length=1)
+    schemes: dict[str, str] = Field(default_factory=dict, description="URL scheme per port (default: http)")
     user: int = Field(ge=1000, le=65000)
     database: str | None = None
     depends_on: list[str] = Field(default_factory=list)
     calls: list[str] = Field(default_factory=list, description="components it calls without needing them to start")
-    secrets: list[str] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list, description="own generated secrets, or owner/key to share one")
     env: dict[str, str] = Field(default_factory=dict)
     probes: Probes | None = Probes()
     volumes: dict[str, str] = Field(default_factory=dict, description="persistent volume name -> mount path")
@@ -67,6 +68,10 @@ class ComponentSpec(_Spec):
         if self.probes and self.probes.port not in self.ports:
             raise ValueError(f"probes.port {self.probes.port!r} is not one of ports {sorted(self.ports)}")
         return self
+
+    @property
+    def own_secrets(self) -> list[str]:
+        return [s for s in self.secrets if "/" not in s]
 
     @property
     def directory(self) -> Path:
@@ -89,6 +94,14 @@ def load_components(root: Path = COMPONENTS_DIR) -> dict[str, ComponentSpec]:
         for s in specs.values()
         for dep in [*s.depends_on, *s.calls]
         if dep not in specs
+    ]
+    if problems:
+        raise StackError(problems)
+    problems = [
+        f"{root / s.name / 'component.yaml'}: secrets: {ref!r} is not declared by {ref.split('/')[0]!r}"
+        for s in specs.values()
+        for ref in s.secrets
+        if "/" in ref and ref.split("/", 1)[1] not in specs.get(ref.split("/")[0], s).own_secrets
     ]
     if problems:
         raise StackError(problems)

@@ -104,13 +104,14 @@ def main() -> None:
     register.all_commands(app)
     from infra.ops.backup import BackupError
     from infra.ops.restic import ResticError
+    from infra.runtime.kubernetes import DeployError
     from infra.runtime.podman import PodmanError
     from infra.state import StateError
 
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except (StackError, PodmanError, StateError, BackupError, ResticError) as exc:
+    except (StackError, PodmanError, StateError, BackupError, ResticError, DeployError) as exc:
         for line in str(exc).splitlines():
             console.print(f"[red]error[/red]: {line}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -26,7 +26,8 @@ from infra.manifests.workloads import (
     Doc,
     database_consumers,
     environment,
-    secret_keys,
+    secret_data,
+    secret_items,
     stack_components,
     workload_docs,
 )
@@ -188,9 +189,7 @@ def secret(model: StackModel, spec: ComponentSpec, data: dict[str, str] | None) 
     meta = _meta(model, spec.name, names.workload(model, spec.name))
     doc: Doc = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque"}
     if data is None:
-        keys = secret_keys(model, spec)
-        if spec.name == DATABASE:
-            keys += [f"dbpass-{c}" for c in database_consumers(model)]
+        keys = [key for key, _, _ in secret_items(model, spec)]
         meta["annotations"] = {REDACTED: ",".join(sorted(keys))}
     else:
         doc["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())}
@@ -416,10 +415,8 @@ def component_of(doc: Doc) -> str:
 
 def component_docs(model: StackModel, spec: ComponentSpec, image: str,
                    secrets: dict[str, dict[str, str]] | None, all_edges: list[Edge]) -> list[Doc]:
-    from infra.manifests.workloads import secret_data
-
     docs: list[Doc] = [namespace(model, spec), service_account(model, spec)]
-    if secret_keys(model, spec) or (spec.name == DATABASE and database_consumers(model)):
+    if secret_items(model, spec):
         docs.append(secret(model, spec, None if secrets is None else secret_data(model, spec, secrets)))
     docs.append(default_deny(model, spec))
     docs += allow_policies(model, spec, all_edges)

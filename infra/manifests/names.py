@@ -40,7 +40,13 @@ def host(model: StackModel, component: str) -> str:
 
 
 def url(model: StackModel, spec: ComponentSpec, port_name: str = "http") -> str:
-    return f"http://{host(model, spec.name)}:{port(model, spec, port_name)}"
+    scheme = spec.schemes.get(port_name, "http")
+    return f"{scheme}://{host(model, spec.name)}:{port(model, spec, port_name)}"
+
+
+def main_port(spec: ComponentSpec) -> str:
+    """The port other components mean by the component's URL: ``http`` if it has one, else its first."""
+    return "http" if "http" in spec.ports else next(iter(spec.ports))
 
 
 def volume(model: StackModel, component: str, vol: str) -> str:

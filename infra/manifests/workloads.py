@@ -41,15 +41,25 @@ def database_consumers(model: StackModel) -> list[str]:
 
 def secret_keys(model: StackModel, spec: ComponentSpec) -> list[str]:
     """Keys of the component's own generated secrets (the single source, kept in local state)."""
-    return [*spec.secrets, *([DB_PASSWORD] if spec.database else [])]
+    return [*spec.own_secrets, *([DB_PASSWORD] if spec.database else [])]
+
+
+def secret_items(model: StackModel, spec: ComponentSpec) -> list[tuple[str, str, str]]:
+    """(key in the component's Secret, owning component, key in the owner's state) for every secret it gets.
+
+    Each value lives once in local state under its owner; a Secret object may carry copies (Kubernetes
+    cannot reference another namespace's Secret): shared ``owner/key`` secrets and postgres's passwords.
+    """
+    items = [(key, spec.name, key) for key in secret_keys(model, spec)]
+    items += [(ref.split("/", 1)[1], ref.split("/", 1)[0], ref.split("/", 1)[1]) for ref in spec.secrets if "/" in ref]
+    if spec.name == "postgres":
+        items += [(f"dbpass-{c}", c, DB_PASSWORD) for c in database_consumers(model)]
+    return items
 
 
 def secret_data(model: StackModel, spec: ComponentSpec, state: dict[str, dict[str, str]]) -> dict[str, str]:
-    """What the component's Secret object holds; postgres also carries each consumer's password."""
-    data = {key: state[spec.name][key] for key in secret_keys(model, spec)}
-    if spec.name == "postgres":
-        data.update({f"dbpass-{c}": state[c][DB_PASSWORD] for c in database_consumers(model)})
-    return data
+    """What the component's Secret object holds (values from the stack's state)."""
+    return {key: state[owner][owner_key] for key, owner, owner_key in secret_items(model, spec)}
 
 
 def _secret_env(model: StackModel, spec: ComponentSpec, env_name: str, key: str) -> Doc:
@@ -68,8 +78,11 @@ def environment(model: StackModel, spec: ComponentSpec) -> list[Doc]:
     env += [{"name": f"GOVCLOUD_PORT_{p.upper()}", "value": str(names.port(model, spec, p))} for p in spec.ports]
     for dep in sorted({*spec.depends_on, *spec.calls}):
         other = specs[dep]
-        if "http" in other.ports and model.enabled(dep):
-            env.append({"name": f"GOVCLOUD_URL_{dep.upper()}", "value": names.url(model, other)})
+        if not model.enabled(dep):
+            continue
+        env.append({"name": f"GOVCLOUD_URL_{dep.upper()}", "value": names.url(model, other, names.main_port(other))})
+        env += [{"name": f"GOVCLOUD_URL_{dep.upper()}_{p.upper()}", "value": names.url(model, other, p)}
+                for p in other.ports if p != names.main_port(other)]
     if spec.database:
         pg = specs["postgres"]
         env += [
@@ -83,7 +96,8 @@ def environment(model: StackModel, spec: ComponentSpec) -> list[Doc]:
         consumers = database_consumers(model)
         env.append({"name": "GOVCLOUD_DATABASES", "value": " ".join(consumers)})
         env += [_secret_env(model, spec, f"GOVCLOUD_DBPASS_{c.upper()}", f"dbpass-{c}") for c in consumers]
-    env += [_secret_env(model, spec, "GOVCLOUD_SECRET_" + s.upper().replace("-", "_"), s) for s in spec.secrets]
+    keys = [s.split("/", 1)[-1] for s in spec.secrets]
+    env += [_secret_env(model, spec, "GOVCLOUD_SECRET_" + k.upper().replace("-", "_"), k) for k in keys]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     settings = model.settings_for(spec.name).settings
     env += [{"name": f"GOVCLOUD_SETTING_{k.upper()}", "value": str(v)} for k, v in sorted(settings.items())]

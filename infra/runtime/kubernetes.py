@@ -12,6 +12,7 @@ Kubernetes API server runs on the development machines.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -389,6 +390,16 @@ class KubernetesRuntime:
     # ---- Runtime interface -----------------------------------------------------------------------
     def up(self, say: Progress) -> list[ComponentStatus]:
         return self.deploy(say).statuses
+
+    def scale(self, component: str, running: bool) -> None:
+        """Stop (replicas 0) or restart one component's Deployment; restores stop a database's consumers."""
+        doc = next(d for d in self.desired() if d["kind"] == "Deployment" and component_of(d) == component)
+        doc = copy.deepcopy(doc)
+        if not running:
+            doc["spec"]["replicas"] = 0
+        self._apply(doc, dry_run=False, force=True)
+        if running:
+            self._wait_rollouts([doc], lambda _msg: None)
 
     def status(self) -> list[ComponentStatus]:
         live = {d["metadata"]["name"]: d for d in self._list("apps/v1", "Deployment", self.selector())}

@@ -162,17 +162,14 @@ class LocalRuntime:
     def _status(self, spec: ComponentSpec) -> ComponentStatus:
         state = self._pod_state(spec.name)
         ok, reason = self.probe(spec) if state.startswith("running") else (False, f"pod {state}")
-        port = spec.probes.port if spec.probes else next(iter(spec.ports))
         return ComponentStatus(spec.name, state.split()[0] if state else "missing", ok, reason,
-                               endpoint=self.endpoint(spec.name, port))
+                               endpoint=self.endpoint(spec.name, names.main_port(spec)))
 
     def status(self) -> list[ComponentStatus]:
         return [self._status(s) for s in self.specs]
 
     def endpoint(self, component: str, port: str = "http") -> str:
-        spec = load_components()[component]
-        scheme = "http" if port == "http" else port
-        return f"{scheme}://127.0.0.1:{names.port(self.model, spec, port)}"
+        return names.url(self.model, load_components()[component], port)
 
     def exec(self, component: str, command: list[str], stdin: IO[bytes] | None = None,
              stdout: IO[bytes] | None = None) -> ExecResult:

@@ -62,6 +62,10 @@ def orm(fn: F) -> F:
 class Caller(BaseModel):
     admin: bool
     body: str | None = None
+    issuer: bool = False  # a platform component holding ca-token: its own TLS and seal certificates only
+
+
+ISSUER_PROFILES = ("tls-server", "document-signing")
 
 
 def _admin_token() -> str:
@@ -83,6 +87,9 @@ def caller(authorization: str = Header("", include_in_schema=False)) -> Caller:
         raise HTTPException(401, "Authorization: Bearer <token> required", headers={"WWW-Authenticate": "Bearer"})
     if hmac.compare_digest(token.encode(), _admin_token().encode()):
         return Caller(admin=True)
+    issuer = os.environ.get("GOVCLOUD_SECRET_CA_TOKEN", "")
+    if len(issuer) >= 16 and hmac.compare_digest(token.encode(), issuer.encode()):
+        return Caller(admin=False, issuer=True)
     if token.startswith("body."):
         body = token.split(".")[1]
         if hmac.compare_digest(token.encode(), enrolment_token(body).encode()):
@@ -182,7 +189,10 @@ def issue(req: IssueRequest, who: Caller = Depends(caller)) -> dict[str, Any]:
     if profile is None:
         raise _refuse(req.profile, f"unknown profile {req.profile!r}; known: {sorted(PROFILES)}")
     body = req.body
-    if not who.admin:
+    if who.issuer:
+        if profile.name not in ISSUER_PROFILES:
+            raise _refuse(profile.name, f"the platform issuer token can only request {list(ISSUER_PROFILES)}", 403)
+    elif not who.admin:
         if profile.name != "bus-client":
             raise _refuse(profile.name, f"a body's enrolment token can only request bus-client, not {profile.name}",
                           403)

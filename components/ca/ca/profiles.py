@@ -9,6 +9,8 @@ Naming rules (GOVCLOUD_DOMAIN is the stack's domain, ``<body>`` one of the 26 id
   A caller authenticated with a body's enrolment token can only get names of that body.
 * ``citizen-signing``: no DNS/IP names; subject needs CN (the citizen's name) and serialNumber (national
   number, 11 digits); an optional rfc822 (e-mail) SAN.
+* ``document-signing``: an organisation's seal on documents it issues (payment receipts): platform CA,
+  digitalSignature + nonRepudiation, subject ``CN=<purpose>, O=<organization>``, no subjectAltNames.
 * ``ocsp-responder``: delegated OCSP signing for the issuing CA itself; empty subject or CN only.
 """
 
@@ -52,6 +54,8 @@ PROFILES: dict[str, Profile] = {
                 frozenset({"digital_signature"}), frozenset({ExtendedKeyUsageOID.CLIENT_AUTH}), 365, 397),
         Profile("citizen-signing", "A citizen's signature certificate (non-repudiation)", ("citizen",),
                 frozenset({"digital_signature", "content_commitment"}), frozenset(), 730, 1095),
+        Profile("document-signing", "An organisation's seal on documents it issues (e.g. payment receipts)",
+                ("platform",), frozenset({"digital_signature", "content_commitment"}), frozenset(), 365, 397),
         Profile("ocsp-responder", "Delegated OCSP responder of an issuing CA", ("platform", "citizen", "root"),
                 frozenset({"digital_signature"}), frozenset({ExtendedKeyUsageOID.OCSP_SIGNING}), 3, 30,
                 ocsp_no_check=True),
@@ -189,6 +193,12 @@ def check_names(profile: Profile, subject: x509.Name, sans: list[x509.GeneralNam
         numbers = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]
         if len(numbers) != 1 or not _NATIONAL_NUMBER.match(numbers[0]):
             raise PolicyError("citizen-signing: serialNumber must be the 11-digit national number")
+        return None
+    if profile.name == "document-signing":
+        if sans:
+            raise PolicyError("document-signing: subjectAltNames are not allowed")
+        if not cns or not subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
+            raise PolicyError("document-signing: subject needs commonName (purpose) and organizationName")
         return None
     # ocsp-responder
     if sans:

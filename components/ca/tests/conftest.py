@@ -13,11 +13,13 @@ ENV = {
     "GOVCLOUD_SECRET_ADMIN_TOKEN": "test-admin-token-0123456789",
     "GOVCLOUD_SECRET_KEY_PASSPHRASE": "test-key-passphrase-0123456789",
     "GOVCLOUD_SECRET_ROOT_EXPORT_PASSPHRASE": "test-export-passphrase-0123456789",
+    "GOVCLOUD_SECRET_CA_TOKEN": "test-platform-issuer-token-0123456789",
     "GOVCLOUD_SETTING_PUBLIC_HOST": "ca.gov.test:18030",
     "GOVCLOUD_SETTING_CONN_MAX_AGE": "0",
     "DJANGO_SETTINGS_MODULE": "ca.settings",
 }
 ADMIN = {"Authorization": f"Bearer {ENV['GOVCLOUD_SECRET_ADMIN_TOKEN']}"}
+ISSUER = {"Authorization": f"Bearer {ENV['GOVCLOUD_SECRET_CA_TOKEN']}"}
 
 
 @pytest.fixture(scope="session")

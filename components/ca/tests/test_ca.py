@@ -15,7 +15,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from govcloud_common.ca_client import CAError, make_csr, request_certificate
 
-from .conftest import ADMIN, ENV
+from .conftest import ADMIN, ENV, ISSUER
 
 DOMAIN = ENV["GOVCLOUD_DOMAIN"]
 
@@ -175,6 +175,21 @@ def test_bus_member_only_gets_names_of_its_own_body(client):  # type: ignore[no-
     forged = {"Authorization": f"Bearer {token.replace('moi', 'mof')}"}
     assert issue(client, "bus-client", csr_pem([f"a.mof.bus.{DOMAIN}"]), headers=forged).status_code == 403
     assert issue(client, "bus-client", csr_pem([f"a.mof.bus.{DOMAIN}"]), headers={}).status_code == 401
+
+
+def test_platform_issuer_token_gets_tls_and_seal_certificates_only(client):  # type: ignore[no-untyped-def]
+    assert issue(client, "tls-server", csr_pem([f"bus.{DOMAIN}"]), headers=ISSUER).status_code == 201
+    seal = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "payment receipts"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "govcloud")])
+    ok = issue(client, "document-signing", csr_pem([], subject=seal), headers=ISSUER)
+    assert ok.status_code == 201, ok.text
+    cert = x509.load_pem_x509_certificate(ok.json()["certificate"].encode())
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.digital_signature and ku.content_commitment
+    refused = issue(client, "bus-client", csr_pem([f"a.moi.bus.{DOMAIN}"]), headers=ISSUER)
+    assert refused.status_code == 403 and "can only request" in refused.text
+    named = issue(client, "document-signing", csr_pem([f"x.{DOMAIN}"], subject=seal), headers=ISSUER)
+    assert named.status_code == 422 and "subjectAltNames are not allowed" in named.text
 
 
 def test_ca_and_thirty_year_requests_are_refused(client):  # type: ignore[no-untyped-def]
