@@ -106,7 +106,7 @@ class Bus:
                                       follow_redirects=False)
         pem = Path(cfg.ca_bundle).read_bytes()
         self.issuers = x509.load_pem_x509_certificates(pem)
-        self.revocation = RevocationChecker(self.http, cfg.revocation_max_age) if cfg.revocation else None
+        self.revocation = RevocationChecker(self.http, cfg.revocation_max_age, ca_url=cfg.ca_url) if cfg.revocation else None
         self.verifier = IdentityVerifier(self.issuers, self.revocation, domain=cfg.domain)
         self.breakers = Breakers(cfg.breaker_threshold, cfg.breaker_reset,
                                  **({"clock": breaker_clock} if breaker_clock else {}))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -71,12 +72,24 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 class RevocationChecker:
     def __init__(self, http: httpx.AsyncClient, max_age: float = 300.0, clock: Callable[[], float] = time.time,
-                 ocsp_timeout: float = 3.0) -> None:
+                 ocsp_timeout: float = 3.0, ca_url: str | None = None) -> None:
         self.http, self.max_age, self.clock, self.timeout = http, max_age, clock, ocsp_timeout
+        self.ca_url = ca_url.rstrip("/") if ca_url else None
         self._status: dict[tuple[str, int], tuple[str, float]] = {}  # (issuer fp, serial) -> (status, until)
         self._crls: dict[str, tuple[x509.CertificateRevocationList, float]] = {}
         self._issuer_fp: dict[int, str] = {}
         self.lookups = 0  # network lookups made (tests observe the cache with it)
+
+    def via_ca(self, url: str) -> str:
+        """The platform CA as wired (``GOVCLOUD_URL_CA``) for a URL of its responder or CRLs in a certificate.
+
+        Certificates name the CA's public host (``ca.<domain>``), which need not resolve where the bus runs (the
+        local target, a cluster without that DNS record); the path identifies the CA, so it is asked directly.
+        """
+        if not self.ca_url:
+            return url
+        parts = urlsplit(url)
+        return self.ca_url + parts.path + (f"?{parts.query}" if parts.query else "")
 
     def _until(self, next_update: datetime | None) -> float:
         now = self.clock()
@@ -113,7 +126,8 @@ class RevocationChecker:
             aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
         except x509.ExtensionNotFound:
             return None
-        urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP]
+        urls = [self.via_ca(d.access_location.value) for d in aia
+                if d.access_method == AuthorityInformationAccessOID.OCSP]
         if not urls:
             return None
         for algorithm in (hashes.SHA256(), hashes.SHA1()):
@@ -153,7 +167,8 @@ class RevocationChecker:
             cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
         except x509.ExtensionNotFound:
             return None
-        urls = [n.value for d in cdp for n in (d.full_name or []) if isinstance(n, x509.UniformResourceIdentifier)]
+        urls = [self.via_ca(n.value) for d in cdp for n in (d.full_name or [])
+                if isinstance(n, x509.UniformResourceIdentifier)]
         if not urls:
             return None
         url = urls[0]

@@ -66,6 +66,33 @@ class Caller(BaseModel):
 
 
 ISSUER_PROFILES = ("tls-server", "document-signing")
+PLATFORM_MEMBERS_DEFAULT = "mof/payment,moct/portal"
+
+
+def platform_members() -> frozenset[tuple[str, str]]:
+    """The platform's own bus members (``body/system``, setting ``platform-members``): the systems a platform
+    component holding the issuer token may get bus-client certificates for (payment's notices to the bodies)."""
+    spec = os.environ.get("GOVCLOUD_SETTING_PLATFORM_MEMBERS", PLATFORM_MEMBERS_DEFAULT)
+    return frozenset((m.split("/", 1)[0].strip(), m.split("/", 1)[1].strip()) for m in spec.split(",") if "/" in m)
+
+
+def _issuer_bus_body(csr: x509.CertificateSigningRequest, sans: list[x509.GeneralName]) -> str:
+    """The body of a bus-client request made with the issuer token: every name a platform member's, one body."""
+    names = {str(n.value).lower() for n in sans if isinstance(n, x509.DNSName)}
+    names |= {str(a.value).lower() for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    members = platform_members()
+    owners = set()
+    for name in sorted(names):
+        system, _, rest = name.partition(".")
+        body = rest.partition(".")[0]
+        if (body, system) not in members or name != f"{system}.{body}.bus.{settings.DOMAIN}":
+            raise _refuse("bus-client", f"the platform issuer token can only request bus-client names of the "
+                                        f"platform's members ({', '.join(sorted('/'.join(m) for m in members))}), "
+                                        f"not {name!r}", 403)
+        owners.add(body)
+    if len(owners) != 1:
+        raise _refuse("bus-client", "a bus-client request names exactly one member system")
+    return owners.pop()
 
 
 def _admin_token() -> str:
@@ -190,8 +217,9 @@ def issue(req: IssueRequest, who: Caller = Depends(caller)) -> dict[str, Any]:
         raise _refuse(req.profile, f"unknown profile {req.profile!r}; known: {sorted(PROFILES)}")
     body = req.body
     if who.issuer:
-        if profile.name not in ISSUER_PROFILES:
-            raise _refuse(profile.name, f"the platform issuer token can only request {list(ISSUER_PROFILES)}", 403)
+        if profile.name not in (*ISSUER_PROFILES, "bus-client"):
+            raise _refuse(profile.name, f"the platform issuer token can only request {list(ISSUER_PROFILES)} and "
+                                        "bus-client certificates of the platform's members", 403)
     elif not who.admin:
         if profile.name != "bus-client":
             raise _refuse(profile.name, f"a body's enrolment token can only request bus-client, not {profile.name}",
@@ -209,6 +237,8 @@ def issue(req: IssueRequest, who: Caller = Depends(caller)) -> dict[str, Any]:
             raise _refuse(profile.name, "the CSR requests a CA certificate (basicConstraints CA:TRUE): refused")
         if isinstance(ext.value, x509.SubjectAlternativeName):
             sans = list(ext.value)
+    if who.issuer and profile.name == "bus-client":
+        body = _issuer_bus_body(csr, sans)
     days = req.days if req.days is not None else profile.default_days
     if not 0 < days <= profile.max_days:
         raise _refuse(profile.name, f"{profile.name}: lifetime {days} days is outside 1..{profile.max_days}")

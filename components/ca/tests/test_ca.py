@@ -192,6 +192,18 @@ def test_platform_issuer_token_gets_tls_and_seal_certificates_only(client):  # t
     assert named.status_code == 422 and "subjectAltNames are not allowed" in named.text
 
 
+def test_platform_issuer_token_gets_bus_client_of_platform_members_only(client):  # type: ignore[no-untyped-def]
+    ok = issue(client, "bus-client", csr_pem([f"payment.mof.bus.{DOMAIN}"]), headers=ISSUER)
+    assert ok.status_code == 201, ok.text
+    cert = x509.load_pem_x509_certificate(ok.json()["certificate"].encode())
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "mof"
+    for names in ([f"payment.moi.bus.{DOMAIN}"], [f"other.mof.bus.{DOMAIN}"],
+                  [f"payment.mof.bus.{DOMAIN}", f"portal.moct.bus.{DOMAIN}"]):
+        refused = issue(client, "bus-client", csr_pem(names), headers=ISSUER)
+        assert refused.status_code in (403, 422), (names, refused.text)
+
+
 def test_ca_and_thirty_year_requests_are_refused(client):  # type: ignore[no-untyped-def]
     r = issue(client, "tls-server", csr_pem([f"portal.{DOMAIN}"], ca=True))
     assert r.status_code == 422 and "basicConstraints CA:TRUE" in _error(r)

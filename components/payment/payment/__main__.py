@@ -15,7 +15,7 @@ from govcloud_common.settings import Settings
 from payment.app import build_app
 from payment.fees import PortalFeeSource
 from payment.gateway import PaymentConfig
-from payment.notify import NotifyConfig
+from payment.notify import BusNotify, NotifyConfig
 from payment.receipts import KeySigner, ReceiptSigner, local_chain
 
 log = logging.getLogger("payment")
@@ -40,6 +40,29 @@ def receipt_signer() -> ReceiptSigner:
         return KeySigner.from_pem(row[0], list(row[1]))
 
 
+def bus_notify() -> BusNotify | None:
+    """The gateway as the bus member ``<system>.<body>`` (setting ``bus-member``, default ``payment.mof``) when the
+    stack wires the bus (``calls: [bus]``) and the CA: a bus-client certificate for a key made here, every start."""
+    url = os.environ.get("GOVCLOUD_URL_BUS_MTLS")
+    if not url or not os.environ.get("GOVCLOUD_URL_CA") or not os.environ.get("GOVCLOUD_SECRET_CA_TOKEN"):
+        return None
+    import ssl
+    import tempfile
+    from urllib.parse import urlsplit
+
+    from govcloud_common.ca_client import request_certificate
+
+    domain = os.environ.get("GOVCLOUD_DOMAIN", "")
+    member = Settings.setting("bus-member", "payment.mof")
+    issued = request_certificate("bus-client", [f"{member}.bus.{domain}"], token=Settings.secret("ca-token"))
+    files = issued.write(tempfile.mkdtemp(prefix="payment-bus-"))  # key.pem 0600, private to this process
+    ctx = ssl.create_default_context(cafile=str(files["chain"]))
+    ctx.load_cert_chain(files["cert"], files["key"])
+    log.info("bus member %s, certificate serial %s", member, issued.serial)
+    return BusNotify(httpx.AsyncClient(verify=ctx, timeout=10.0), f"https://{urlsplit(url).netloc}",
+                     server_name=Settings.setting("bus-server-name", f"bus.{domain}"))
+
+
 def main() -> None:
     logs.configure("payment")
     db.migrate("payment")
@@ -52,7 +75,7 @@ def main() -> None:
         pool_max=int(Settings.setting("pool-max", "16")), run_workers=True,
         worker_interval_s=float(Settings.setting("worker-interval-s", "1")),
         notify=NotifyConfig(client=httpx.AsyncClient(timeout=10.0), portal_url=Settings.url("portal"),
-                            portal_key=Settings.secret("notify-key")))
+                            portal_key=Settings.secret("notify-key"), bus=bus_notify()))
     serve(build_app(cfg), default_port=18050)
 
 

@@ -1,11 +1,13 @@
 """Where a service's fee comes from: the portal's catalog (``GET {portal}/api/services/{id}/fee``).
 
-Expected answer: ``{"service_id": "...", "amount": <int, minor units>, "currency": "SYP", "name": "..."}``;
+Expected answer: ``{"service_id": "...", "amount": <int, minor units>, "currency": "SYP", "name": "...",
+"body_id": "<the competent body>"}``;
 404 means the service is unknown. Anything else is an upstream failure.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
@@ -27,6 +29,7 @@ class Fee:
     amount: int
     currency: str
     name: str = ""
+    body: str | None = None  # the competent body's id (the bus delivers the payment notice to its inbox)
 
 
 class FeeSource(Protocol):
@@ -53,4 +56,6 @@ class PortalFeeSource:
             raise FeeSourceError("portal fee answer is malformed") from exc
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0 or currency != "SYP":
             raise FeeSourceError(f"portal fee is not a positive integer amount in SYP: {amount!r} {currency!r}")
-        return Fee(service_id, amount, currency, str(doc.get("name", "")))
+        body = doc.get("body_id")
+        body = body if isinstance(body, str) and re.fullmatch(r"[a-z][a-z0-9]{1,20}", body) else None
+        return Fee(service_id, amount, currency, str(doc.get("name", "")), body)

@@ -221,13 +221,13 @@ class Gateway:
                 raise ApiError(404, "unknown service", req.service_id) from None
             except FeeSourceError as exc:
                 raise ApiError(502, "fee unavailable", str(exc)) from None
-            amount, payee = fee.amount, f"service:{req.service_id}"
+            amount, payee, body = fee.amount, f"service:{req.service_id}", fee.body
         else:
             assert req.bill_reference
             bill = await self.bill_inquiry(req.bill_reference)
             if bill["status"] == "paid":
                 raise ApiError(409, "bill already paid", req.bill_reference)
-            amount, payee = bill["amount_due"], f"biller:{bill['biller']['id']}"
+            amount, payee, body = bill["amount_due"], f"biller:{bill['biller']['id']}", None
         order_id = "PO" + hashlib.sha256(f"orders\0{key}".encode()).hexdigest()[:24]
         now = self.now()
         expires = now + self.cfg.order_ttl
@@ -252,12 +252,12 @@ class Gateway:
                     async with conn.pipeline():
                         ocur = await conn.execute(
                             "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
-                            " channel, payer_account, status, switch_ref, created_at, expires_at)"
-                            " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s)"
+                            " channel, payer_account, status, switch_ref, created_at, expires_at, body)"
+                            " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s,%s)"
                             " ON CONFLICT (bill_reference) WHERE bill_reference IS NOT NULL"
                             " AND status IN ('reserved', 'pending', 'paid') DO NOTHING RETURNING id",
                             (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                             req.payer_account, switch_ref, now, expires))
+                             req.payer_account, switch_ref, now, expires, body))
                         await ledger.reserve(conn, order_id, amount, now)
                         await conn.execute("UPDATE idempotency SET status = 201, response = %s"
                                            " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))

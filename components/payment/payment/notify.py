@@ -6,6 +6,11 @@ Written in the same database transaction as the order's state change (a transact
 "<t>.POST.<path>." + body)>`` (the switch protocol's scheme; key = the portal's ``notify-key`` or the biller's secret).
 A 2xx acknowledges; anything else is retried with exponential backoff (2 s … 10 min); after ``max_attempts`` the
 notification becomes a dead letter, listed by the admin API and re-deliverable.
+
+Fee orders are also told to the competent body's system through the government service bus (target ``bus``):
+``POST <bus>/r1/<body>/inbox/notices/payment-notices`` over mutual TLS with the gateway's bus-client certificate,
+``Prefer: respond-async`` (the bus acknowledges with 202 once queued and delivers itself, with retries) and a stable
+``X-Bus-Message-Id`` (``payment-<order>-<event>``), so a notification re-sent after a lost answer is one message.
 """
 
 from __future__ import annotations
@@ -30,12 +35,23 @@ PORTAL_PATH = "/api/payments/notifications"
 MAX_BACKOFF_S = 600
 
 
+BUS_SERVICE = "inbox/notices/payment-notices"  # every body's inbox system, service notices (bus registry)
+
+
+@dataclass
+class BusNotify:
+    client: httpx.AsyncClient       # mutual TLS with the gateway's bus-client certificate, trusting the platform CA
+    url: str                        # the bus's member endpoint (GOVCLOUD_URL_BUS_MTLS)
+    server_name: str | None = None  # the name in the bus's certificate when the URL's host is another
+
+
 @dataclass
 class NotifyConfig:
     client: httpx.AsyncClient
     portal_url: str | None          # GOVCLOUD_URL_PORTAL; None = no portal notifications
     portal_key: str | None          # shared with the portal ("notify-key")
     max_attempts: int = 12
+    bus: BusNotify | None = None    # None = the bodies are not told
 
 
 async def enqueue(conn: psycopg.AsyncConnection[Any], cfg: NotifyConfig | None, order: dict[str, Any], status: str,
@@ -47,6 +63,11 @@ async def enqueue(conn: psycopg.AsyncConnection[Any], cfg: NotifyConfig | None, 
                "currency": order["currency"], "service_id": order["service_id"],
                "bill_reference": order["bill_reference"], "switch_ref": order["switch_ref"],
                "receipt_id": receipt_id, "at": now.isoformat()}
+    if order["kind"] == "fee" and cfg.bus and order.get("body"):
+        await conn.execute("INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
+                           " VALUES ('bus', %s, %s, %s, %s, %s)",
+                           (f"{cfg.bus.url.rstrip('/')}/r1/{order['body']}/{BUS_SERVICE}", payload["event"],
+                            order["id"], Jsonb({**payload, "body": order["body"]}), now))
     if order["kind"] == "fee" and cfg.portal_url:
         await conn.execute("INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
                            " VALUES ('portal', %s, %s, %s, %s, %s)",
@@ -65,20 +86,33 @@ class Notifier:
         self.pool, self.cfg = pool, cfg
 
     async def _key(self, conn: psycopg.AsyncConnection[Any], target: str) -> str | None:
+        if target == "bus":
+            return None  # mutual TLS identifies the gateway to the bus
         if target == "portal":
             return self.cfg.portal_key
         row = await (await conn.execute("SELECT notify_secret FROM billers WHERE id = %s",
                                         (target.removeprefix("biller:"),))).fetchone()
         return row[0] if row else None
 
-    async def _send(self, url: str, key: str | None, payload: dict[str, Any], now: datetime) -> str | None:
-        if not key:
-            return "no signing key configured for this target"
+    async def _send(self, target: str, url: str, key: str | None, payload: dict[str, Any],
+                    now: datetime) -> str | None:
         body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"content-type": "application/json",
-                   HEADER: signing.sign(key, "POST", urlsplit(url).path, body, now.timestamp())}
+        headers = {"content-type": "application/json"}
+        client, extensions = self.cfg.client, {}
+        if target == "bus":
+            if self.cfg.bus is None:
+                return "the bus is not configured"
+            client = self.cfg.bus.client
+            headers |= {"prefer": "respond-async", "x-bus-message-id": f"payment-{payload['order_id']}-"
+                                                                        f"{payload['event']}"}
+            if self.cfg.bus.server_name:
+                extensions["sni_hostname"] = self.cfg.bus.server_name
+        elif not key:
+            return "no signing key configured for this target"
+        else:
+            headers[HEADER] = signing.sign(key, "POST", urlsplit(url).path, body, now.timestamp())
         try:
-            resp = await self.cfg.client.post(url, content=body, headers=headers)
+            resp = await client.post(url, content=body, headers=headers, extensions=extensions)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         return None if resp.status_code < 300 else f"HTTP {resp.status_code}"
@@ -94,7 +128,7 @@ class Notifier:
 
             async def one(r: dict[str, Any]) -> str | None:
                 async with sem:
-                    return await self._send(r["url"], keys[r["target"]], r["payload"], now)
+                    return await self._send(r["target"], r["url"], keys[r["target"]], r["payload"], now)
 
             errors = await asyncio.gather(*(one(r) for r in rows))
             counts = {"delivered": 0, "retry": 0, "dead": 0}

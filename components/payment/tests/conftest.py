@@ -49,7 +49,7 @@ def portal_transport(fees: dict[str, Any]) -> httpx.MockTransport:
         parts = request.url.path.strip("/").split("/")
         if len(parts) == 4 and parts[:2] == ["api", "services"] and parts[3] == "fee" and parts[2] in fees:
             return httpx.Response(200, json={"service_id": parts[2], "amount": fees[parts[2]], "currency": "SYP",
-                                             "name": parts[2].replace("-", " ")})
+                                             "name": parts[2].replace("-", " "), "body_id": "moi"})
         return httpx.Response(404, json={"title": "not found"})
     return httpx.MockTransport(handler)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from payment import signing
-from payment.notify import HEADER
+from payment.notify import HEADER, BusNotify
 
 pytestmark = pytest.mark.asyncio
 
@@ -69,3 +70,33 @@ async def test_unacknowledged_notifications_back_off_then_become_dead_letters(sy
     assert (await system.pay.get("/api/admin/notifications/dead", headers=system.admin)).json() == []
     assert (await system.pay.post("/api/admin/notifications/999/redeliver", headers=system.admin)).status_code == 404
     assert len(system.receivers.received) == 5
+
+
+async def test_the_competent_body_is_told_through_the_bus_once_per_event(system):
+    bus: list[httpx.Request] = []
+
+    def bus_handler(request: httpx.Request) -> httpx.Response:
+        bus.append(request)
+        return httpx.Response(202, json={"messageId": request.headers["x-bus-message-id"], "status": "queued"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(bus_handler)) as client:
+        system.gw.cfg.notify.bus = BusNotify(client, "https://127.0.0.1:18071", server_name="bus.gov.test")
+        order = (await system.fee_order("k-n4")).json()
+        await system.dispatch()
+        assert await system.gw.notifier.deliver_due(system.clock()) == {"delivered": 2, "retry": 0, "dead": 0}
+    [request] = bus
+    assert str(request.url) == "https://127.0.0.1:18071/r1/moi/inbox/notices/payment-notices"  # the service's body
+    assert request.headers["prefer"] == "respond-async" and HEADER not in request.headers  # mTLS identifies us
+    assert request.headers["x-bus-message-id"] == f"payment-{order['id']}-order.paid"  # a re-send is one message
+    assert request.extensions["sni_hostname"] == "bus.gov.test"
+    doc = json.loads(request.content)
+    assert doc["order_id"] == order["id"] and doc["status"] == "paid" and doc["body"] == "moi"
+    assert doc["receipt_id"] == "R" + order["id"][2:] and doc["amount"] == 25_000
+    assert [h for h, _ in system.receivers.received] == ["portal"]  # the portal is told as before
+
+
+async def test_without_a_bus_only_the_portal_is_told_and_the_order_keeps_its_body(system):
+    await system.fee_order("k-n5")
+    await system.dispatch()
+    assert system.sql("SELECT target FROM notifications") == [("portal",)]
+    assert system.sql("SELECT body FROM orders") == [("moi",)]

@@ -227,7 +227,7 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
             s = await store.service(pool_of(request), service_id, ["published"])
         except store.NotFound as exc:
             raise HTTPException(404, str(exc)) from None
-        return {"service_id": s["id"], "amount": s["fee_syp"], "amount_syp": s["fee_syp"], "currency": "SYP",
+        return {"service_id": s["id"], "body_id": s["body_id"], "amount": s["fee_syp"], "amount_syp": s["fee_syp"], "currency": "SYP",
                 "name": s["name_en"], "name_ar": s["name_ar"],
                 "legal_basis_en": s["fee_legal_basis_en"], "legal_basis_ar": s["fee_legal_basis_ar"],
                 "payment_channels": s["payment_channels"]}

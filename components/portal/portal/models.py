@@ -93,6 +93,7 @@ class Fee(BaseModel):
     """What the payment component reads (``payment.fees.PortalFeeSource``): ``amount`` + ``currency`` + ``name``."""
 
     service_id: str
+    body_id: str = Field(description="the competent body (where payment sends its notice of the paid fee)")
     amount: int = Field(description="the fee as an exact integer number of Syrian pounds (the same as amount_syp)")
     amount_syp: int = Field(description="exact amount in Syrian pounds")
     currency: Literal["SYP"] = "SYP"

@@ -107,6 +107,7 @@ def test_fee_endpoint_is_exact_integer(reader: TestClient) -> None:
         assert fee["amount"] == fee["amount_syp"] == item["fee_syp"] and isinstance(fee["amount"], int)
         assert fee["name"] == item["name_en"] and fee["name_ar"] == item["name_ar"]
         assert fee["currency"] == "SYP" and fee["legal_basis_en"] and "cash" in fee["payment_channels"]
+        assert fee["body_id"] == item["body_id"]
     draft = reader.get("/api/services", params={"status": "draft", "limit": 1}, headers=ADMIN).json()["items"][0]
     assert reader.get(f"/api/services/{draft['id']}/fee").status_code == 404
 
