@@ -53,7 +53,7 @@ def one_line(text: str, limit: int = 300) -> str:
 def wants_journey(model: StackModel) -> bool:
     from infra.manifests.workloads import stack_components
 
-    return NEEDS <= {s.name for s in stack_components(model)}
+    return {s.name for s in stack_components(model)} >= NEEDS
 
 
 @dataclass
