@@ -26,6 +26,7 @@ class _Spec(BaseModel):
 class Image(_Spec):
     base: Literal["python", "debian"] = "python"
     apt: list[str] = Field(default_factory=list, description="Debian packages (debian base only)")
+    stop_signal: str | None = Field(default=None, pattern=r"^SIG[A-Z0-9]+$", description="e.g. SIGINT for postgres")
 
 
 class Probes(_Spec):

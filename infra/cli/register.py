@@ -7,8 +7,9 @@ import typer
 
 def all_commands(app: typer.Typer) -> None:
     """Each layer adds its commands here."""
-    from infra.cli import cluster, deploy, ops
+    from infra.cli import cluster, deploy, env, ops
 
     ops.register(app)  # operations: health, backup, restore, drill
+    env.register(app)  # ephemeral environments: env create/list/destroy/expire
     deploy.register(app)  # workloads on clusters: deploy, diff
     cluster.register(app)  # hosts: inventory, cluster ...

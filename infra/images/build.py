@@ -173,6 +173,8 @@ def build_component(spec: ComponentSpec, parent: ImageRef, say: Progress) -> Ima
             f"USER {spec.user}",
             f"LABEL io.govcloud.component={spec.name}",
         ]
+        if spec.image.stop_signal:
+            lines.append(f"STOPSIGNAL {spec.image.stop_signal}")
         (ctx / "Containerfile").write_text("\n".join(lines) + "\n")
         _build(ctx, ref)
     return ref

@@ -1,0 +1,112 @@
+"""``govcloud env``: ephemeral environments for CI — create, list, destroy, expire."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from infra.cli.common import JsonOpt, out, progress
+
+env_app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+
+def _human(seconds: int) -> str:
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    return f"{sign}{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+@env_app.command("create")
+def create(name: str, base: str = typer.Option("ci", "--from", help="base stack"),
+           ttl: str = typer.Option("2h", "--ttl", help="time to live: 90m, 2h, 1d"),
+           target: str | None = typer.Option(None, "--target", help="local | openstack (default: the base's)"),
+           as_json: bool = JsonOpt) -> None:
+    """Create an environment from a base stack and bring it up; prints its endpoints."""
+    from infra.model import load_stack
+    from infra.ops import envs
+    from infra.runtime.select import runtime_for
+
+    rec = envs.create(name, base, ttl, target)
+    model = load_stack(name)
+    try:
+        with progress(f"env {name}") as say:
+            statuses = runtime_for(model).up(say)
+    except BaseException:
+        out.print(f"environment {name} did not come up; it is kept for inspection: "
+                  f"`govcloud status -s {name}`, then `govcloud env destroy {name}`")
+        raise
+    endpoints = {s.component: s.endpoint for s in statuses}
+    if as_json:
+        out.print_json(json.dumps({"name": name, "target": rec.target, "expires": rec.expires.isoformat(),
+                                   "endpoints": endpoints}))
+    else:
+        for comp, url in endpoints.items():
+            out.print(f"{comp:12} {url}")
+        out.print(f"environment {name} is up; expires {rec.expires:%Y-%m-%d %H:%M} UTC")
+
+
+@env_app.command("list")
+def list_envs(as_json: bool = JsonOpt) -> None:
+    """Environments with their age, TTL left and status."""
+    from infra.model import load_stack
+    from infra.ops import envs
+    from infra.runtime.select import runtime_for
+
+    now = datetime.now(UTC)
+    rows: list[dict[str, object]] = []
+    for rec in envs.records():
+        try:
+            statuses = runtime_for(load_stack(rec.name)).status() if rec.target == "local" else []
+            ready = sum(s.ready for s in statuses)
+            status = "expired" if rec.ttl_left_s(now) <= 0 else (
+                "ready" if statuses and ready == len(statuses) else f"{ready}/{len(statuses)} ready")
+        except Exception as exc:
+            status = f"unknown ({exc})"
+        age = int((now - datetime.fromisoformat(rec.created)).total_seconds())
+        rows.append({"name": rec.name, "target": rec.target, "base": rec.base, "age_s": age,
+                     "ttl_left_s": rec.ttl_left_s(now), "status": status})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="environments")
+    for col in ("name", "target", "from", "age", "TTL left", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["name"]), str(r["target"]), str(r["base"]), _human(int(str(r["age_s"]))),
+                      _human(int(str(r["ttl_left_s"]))), str(r["status"]))
+    out.print(table)
+
+
+@env_app.command("destroy")
+def destroy(name: str) -> None:
+    """Ordered teardown; re-running it finishes an interrupted destroy."""
+    from infra.ops import envs
+
+    with progress(f"destroy {name}") as say:
+        removed = envs.destroy(name, say)
+    left = envs.leftovers(name)
+    out.print(f"environment {name} destroyed: {len(removed)} object(s) removed")
+    if left:
+        out.print(f"[red]left behind[/]: {', '.join(left)}")
+        raise typer.Exit(1)
+
+
+@env_app.command("expire")
+def expire(dry_run: bool = typer.Option(False, "--dry-run")) -> None:
+    """Destroy every environment whose TTL has passed (run it from cron or CI)."""
+    from infra.ops import envs
+
+    for rec in envs.expired():
+        if dry_run:
+            out.print(f"would destroy {rec.name} (expired {rec.expires:%Y-%m-%d %H:%M} UTC)")
+            continue
+        with progress(f"destroy {rec.name}") as say:
+            envs.destroy(rec.name, say)
+        out.print(f"destroyed expired environment {rec.name}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(env_app, name="env")
