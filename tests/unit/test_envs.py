@@ -56,9 +56,10 @@ def test_expired_environments() -> None:
 
 
 def test_unknown_base_leaves_nothing(state: Path) -> None:
-    with pytest.raises(StackError, match="no file Pulumi.nope.yaml"):
+    with pytest.raises(StackError, match=r"no file Pulumi\.nope\.yaml"):
         envs.create("ci-x", "nope", "1h")
-    assert not list((state / "envs").glob("*")) if (state / "envs").exists() else True
+    assert envs.records() == []
+    assert not (state / "envs" / "Pulumi.ci-x.yaml").exists()
 
 
 def test_destroy_unknown_environment() -> None:
