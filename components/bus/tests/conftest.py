@@ -179,7 +179,9 @@ async def register_members(admin: httpx.AsyncClient, bs_url: str) -> None:
 async def harness(pg_dsn: str, nats_server: NatsServer, pki: Pki, bodysystems: AppServer
                   ) -> AsyncIterator[Harness]:
     from bus.app import Bus, BusConfig, admin_app
-    from bus.tlsserver import mtls_server, server_context
+    from bus.tlsserver import install_handshake_alerts, mtls_server, server_context
+
+    assert install_handshake_alerts()
 
     crt, key = pki.files["bus"]
     cfg = BusConfig(admin_token=ADMIN_TOKEN, conninfo=pg_dsn, nats_url=nats_server.url, tls_cert=str(crt),
