@@ -28,6 +28,8 @@ log = logging.getLogger("payment")
 Clock = Callable[[], datetime]
 CALLBACK_PATH = "/api/switch/callbacks"
 BILL_REF = r"^[A-Z]{2,6}-[A-Za-z0-9]{1,32}$"
+SLUG = r"^[a-z0-9][a-z0-9-]{0,63}$"
+TEXT = r"^[^\x00-\x1f\x7f]+$"  # printable text: no control characters (and no NUL, which PostgreSQL refuses)
 ORDER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))"  # serialises create and callbacks
 
 ORDERS = Counter("payment_orders_total", "Payment orders reaching a state", ["state"])
@@ -50,7 +52,7 @@ class OrderRequest(BaseModel):
     kind: Literal["fee", "bill"]
     service_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     bill_reference: str | None = Field(None, pattern=BILL_REF)
-    channel: str = Field(min_length=1, max_length=64)
+    channel: str = Field(pattern=SLUG)
     payer_account: str = Field(pattern=r"^[A-Za-z0-9+\-]{4,34}$")
 
     @model_validator(mode="after")
@@ -76,7 +78,7 @@ class Callback(BaseModel):
 class Bill(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: str = Field(pattern=BILL_REF)
-    customer: str = Field(min_length=1, max_length=128)
+    customer: str = Field(min_length=1, max_length=128, pattern=TEXT)
     amount_due: int = Field(gt=0, le=10**13, strict=True)
     due_date: date | None = None
 
@@ -157,6 +159,9 @@ class Gateway:
             return await cur.fetchall()
 
     async def load_bills(self, bills: list[Bill]) -> int:
+        refs = [b.reference for b in bills]
+        if len(set(refs)) != len(refs):
+            raise ApiError(422, "duplicate bill references", ", ".join(sorted({r for r in refs if refs.count(r) > 1})))
         async with self.pool.connection() as conn, conn.transaction():
             prefixes = {p: b for b, p in await (await conn.execute("SELECT id, prefix FROM billers")).fetchall()}
             unknown = sorted({b.reference for b in bills if b.reference.split("-", 1)[0] not in prefixes})
