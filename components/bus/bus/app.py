@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ class BusConfig:
     max_attempts: int = 5
     backoff: Sequence[float] = (1, 2, 5, 10, 30, 60)
     stream_prefix: str = "bus"
+    registry_refresh: float = 5.0  # other replicas' admin changes (and revoked rights) apply within this
     ack_wait: float = 60.0  # > the longest service timeout: an unacknowledged delivery is retried after this
     seal_interval: float = 300.0
 
@@ -121,6 +123,7 @@ class Bus:
         self.delivery = Delivery(cfg.nats_url, self.router, self.registry, self.pool, prefix=cfg.stream_prefix,
                                  max_attempts=cfg.max_attempts, backoff=cfg.backoff, ack_wait=cfg.ack_wait)
         self._sealer: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         from govcloud_common import db
@@ -132,16 +135,27 @@ class Bus:
         await self.delivery.start()
         if self.msglog.signer is not None and self.cfg.seal_interval > 0:
             self._sealer = asyncio.create_task(self._seal_periodically(), name="msglog-seal")
+        self._refresher = asyncio.create_task(self._refresh_periodically(), name="registry-refresh")
 
     async def stop(self) -> None:
-        if self._sealer:
-            self._sealer.cancel()
-            await asyncio.gather(self._sealer, return_exceptions=True)
+        for task in (self._sealer, self._refresher):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.delivery.stop()
         await self.msglog.stop()
         await self.upstream.close()
         await self.http.aclose()
         await self.pool.close()
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.registry_refresh)  # a schedule, not synchronisation
+            try:
+                await self.registry.reload()
+                metrics.QUEUE_DEPTH.labels(self.delivery.stream).set(await self.delivery.queue_depth())
+            except Exception:
+                logging.getLogger("bus").exception("registry refresh failed")
 
     async def _seal_periodically(self) -> None:
         while True:
