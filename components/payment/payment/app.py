@@ -191,6 +191,11 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
             raise ApiError(404, "no such dead letter", str(nid))
         return {"id": nid, "requeued": True}
 
+    @app.post("/api/admin/sync-overdue")
+    async def sync_overdue(request: Request) -> dict[str, int]:
+        admin(request)
+        return await gw.sync_overdue()
+
     @app.post("/api/admin/expire")
     async def expire(request: Request) -> dict[str, int]:
         admin(request)
@@ -203,6 +208,7 @@ async def _workers(gw: Gateway) -> None:
     while True:
         try:
             await gw.expire_due()
+            await gw.sync_overdue()
             if gw.notifier:
                 await gw.notifier.deliver_due(gw.now())
         except Exception:  # a transient database or network fault must not stop the workers for good

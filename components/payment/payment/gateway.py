@@ -366,6 +366,10 @@ class Gateway:
             cb = Callback.model_validate_json(raw)
         except ValidationError as exc:
             raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
+        return await self._decision(cb, json.loads(raw), now)
+
+    async def _decision(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Apply one switch decision (a callback, or a status query's answer) exactly once per event."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
             cur = conn.cursor(row_factory=dict_row)
@@ -380,8 +384,7 @@ class Gateway:
                 result = await self._apply(conn, row, cb, now)
                 dup = await conn.execute(
                     "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), result,
-                                                           now))
+                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(payload), result, now))
             if await dup.fetchone() is None:  # a copy of this event was applied concurrently: ours changed nothing
                 result = "duplicate"
         return {"result": result, "order": cb.rtp_id}
@@ -428,6 +431,31 @@ class Gateway:
             raise ApiError(502, "switch status query failed", f"HTTP {resp.status_code}")
         doc: dict[str, Any] = resp.json()
         return doc
+
+    async def sync_overdue(self, after: timedelta = timedelta(minutes=2), limit: int = 50) -> dict[str, int]:
+        """Ask the switch about pending orders whose callback is overdue (no news ``after`` creation, asked at most
+        once per ``after``) and apply any decision found - a lost callback cannot leave an order hanging."""
+        now = self.now()
+        async with self.pool.connection() as conn:
+            ids = [r[0] for r in await (await conn.execute(
+                "UPDATE orders SET checked_at = %s WHERE id IN (SELECT id FROM orders WHERE status = 'pending'"
+                " AND created_at <= %s AND (checked_at IS NULL OR checked_at <= %s) ORDER BY created_at LIMIT %s"
+                " FOR UPDATE SKIP LOCKED) RETURNING id", (now, now - after, now - after, limit))).fetchall()]
+        counts = {"asked": len(ids), "applied": 0}
+        for oid in ids:
+            try:
+                doc = await self.query_switch(oid)
+            except (ApiError, httpx.HTTPError) as exc:
+                log.warning("status query failed", extra={"fields": {"order": oid, "error": str(exc)}})
+                continue
+            if doc.get("status") not in ("approved", "declined"):
+                continue
+            cb = Callback(event_id=f"Q-{doc['switch_ref']}"[:64], rtp_id=oid, switch_ref=doc["switch_ref"],
+                          status=doc["status"], amount=doc["amount"], currency=doc["currency"],
+                          reason=doc.get("reason"), decided_at=doc["decided_at"])
+            out = await self._decision(cb, {"source": "status-query", **doc}, now)
+            counts["applied"] += out["result"] not in ("duplicate", "ignored")
+        return counts
 
     # -- reconciliation ---------------------------------------------------------------------------------------------
 
