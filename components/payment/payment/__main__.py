@@ -40,18 +40,21 @@ def receipt_signer() -> ReceiptSigner:
         return KeySigner.from_pem(row[0], list(row[1]))
 
 
+LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+
+
 def main() -> None:
     logs.configure("payment")
     db.migrate("payment")
     cfg = PaymentConfig(
         conninfo="", key=Settings.secret("callback-key"), admin_token=Settings.secret("admin-token"),
-        switch=httpx.AsyncClient(base_url=Settings.url("switch"), timeout=10.0),
-        fees=PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0)),
+        switch=httpx.AsyncClient(base_url=Settings.url("switch"), timeout=10.0, limits=LIMITS),
+        fees=PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0, limits=LIMITS)),
         signer=receipt_signer(),
         order_ttl=timedelta(minutes=int(Settings.setting("order-ttl-minutes", "90"))),
         pool_max=int(Settings.setting("pool-max", "16")), run_workers=True,
         worker_interval_s=float(Settings.setting("worker-interval-s", "1")),
-        notify=NotifyConfig(client=httpx.AsyncClient(timeout=10.0), portal_url=Settings.url("portal"),
+        notify=NotifyConfig(client=httpx.AsyncClient(timeout=10.0, limits=LIMITS), portal_url=Settings.url("portal"),
                             portal_key=Settings.secret("notify-key")))
     serve(build_app(cfg), default_port=18050)
 
