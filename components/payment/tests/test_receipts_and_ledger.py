@@ -42,6 +42,25 @@ def test_receipt_verifies_offline_and_rejects_tampering():
         verify_receipt({"payload": "{}"}, pem(root))
 
 
+def test_verify_receipt_command(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    signer, root = local_chain()
+    doc = make_receipt(signer, {"order_id": "PO7", "amount": 900})
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    (tmp_path / "root.pem").write_text(pem(root))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin"}
+    ok = subprocess.run([sys.executable, "-m", "payment.verify_receipt", str(tmp_path / "r.json"),
+                         str(tmp_path / "root.pem")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and '"amount": 900' in ok.stdout
+    (tmp_path / "r.json").write_text(json.dumps({**doc, "payload": doc["payload"].replace("900", "901")}))
+    bad = subprocess.run([sys.executable, "-m", "payment.verify_receipt", str(tmp_path / "r.json"),
+                          str(tmp_path / "root.pem")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and bad.stdout.startswith("INVALID")
+
+
 def test_a_leaf_cannot_act_as_an_issuer():
     signer, root = local_chain()
     rogue_key = ec.generate_private_key(ec.SECP256R1())
