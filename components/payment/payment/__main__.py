@@ -13,7 +13,7 @@ from govcloud_common.service import serve
 from govcloud_common.settings import Settings
 
 from payment.app import build_app
-from payment.fees import PortalFeeSource
+from payment.fees import CachedFeeSource, PortalFeeSource
 from payment.gateway import PaymentConfig
 from payment.notify import NotifyConfig
 from payment.receipts import KeySigner, ReceiptSigner, local_chain
@@ -49,7 +49,9 @@ def main() -> None:
     cfg = PaymentConfig(
         conninfo="", key=Settings.secret("callback-key"), admin_token=Settings.secret("admin-token"),
         switch=httpx.AsyncClient(base_url=Settings.url("switch"), timeout=10.0, limits=LIMITS),
-        fees=PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0, limits=LIMITS)),
+        fees=CachedFeeSource(
+            PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0, limits=LIMITS)),
+            ttl_s=float(Settings.setting("fee-cache-s", "60"))),
         signer=receipt_signer(),
         order_ttl=timedelta(minutes=int(Settings.setting("order-ttl-minutes", "90"))),
         pool_max=int(Settings.setting("pool-max", "16")), run_workers=True,
