@@ -9,7 +9,7 @@ from govcloud_common import logs
 from govcloud_common.settings import Settings
 
 from bus.app import Bus, BusConfig, admin_app, ensure_certificate
-from bus.tlsserver import mtls_server, plain_server, server_context
+from bus.tlsserver import install_handshake_alerts, mtls_server, plain_server, server_context
 
 log = logging.getLogger("bus")
 
@@ -31,12 +31,9 @@ async def run() -> None:
 
 def main() -> None:
     logs.configure("bus")
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    # asyncio's own loop (not uvloop): refused TLS clients then get the alert that explains why
+    if not install_handshake_alerts():
+        log.warning("TLS alerts on refused handshakes unavailable with this Python")
     asyncio.run(run())
 
 

@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from cryptography import x509
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from govcloud_common.service import create_app
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from bus import metrics
 from bus.breaker import Breakers
@@ -48,6 +50,8 @@ class BusConfig:
     max_attempts: int = 5
     backoff: Sequence[float] = (1, 2, 5, 10, 30, 60)
     stream_prefix: str = "bus"
+    registry_refresh: float = 5.0  # other replicas' admin changes (and revoked rights) apply within this
+    ack_wait: float = 60.0  # > the longest service timeout: an unacknowledged delivery is retried after this
     seal_interval: float = 300.0
 
     @classmethod
@@ -117,8 +121,9 @@ class Bus:
         self.upstream = Upstream()
         self.router = Router(self.registry, self.verifier, self.breakers, self.msglog, self.upstream)
         self.delivery = Delivery(cfg.nats_url, self.router, self.registry, self.pool, prefix=cfg.stream_prefix,
-                                 max_attempts=cfg.max_attempts, backoff=cfg.backoff)
+                                 max_attempts=cfg.max_attempts, backoff=cfg.backoff, ack_wait=cfg.ack_wait)
         self._sealer: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         from govcloud_common import db
@@ -130,16 +135,27 @@ class Bus:
         await self.delivery.start()
         if self.msglog.signer is not None and self.cfg.seal_interval > 0:
             self._sealer = asyncio.create_task(self._seal_periodically(), name="msglog-seal")
+        self._refresher = asyncio.create_task(self._refresh_periodically(), name="registry-refresh")
 
     async def stop(self) -> None:
-        if self._sealer:
-            self._sealer.cancel()
-            await asyncio.gather(self._sealer, return_exceptions=True)
+        for task in (self._sealer, self._refresher):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.delivery.stop()
         await self.msglog.stop()
         await self.upstream.close()
         await self.http.aclose()
         await self.pool.close()
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.registry_refresh)  # a schedule, not synchronisation
+            try:
+                await self.registry.reload()
+                metrics.QUEUE_DEPTH.labels(self.delivery.stream).set(await self.delivery.queue_depth())
+            except Exception:
+                logging.getLogger("bus").exception("registry refresh failed")
 
     async def _seal_periodically(self) -> None:
         while True:
@@ -171,18 +187,42 @@ class Bus:
 
 # ---- admin API ------------------------------------------------------------------------------------------------
 
+BODY = r"^[a-z][a-z0-9]{1,20}$"
+CODE = r"^[a-z][a-z0-9-]{0,40}$"
+BodyId = Annotated[str, PathParam(pattern=BODY)]
+Code = Annotated[str, PathParam(pattern=CODE)]
+
 
 class SystemIn(BaseModel):
-    base_url: str | None = Field(None, description="where the system's provided services live; null: client only")
+    model_config = ConfigDict(extra="forbid")
+    base_url: AnyHttpUrl | None = Field(None, description="where its provided services live; null: client only")
     description: str = ""
 
 
+class OperationMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["GET", "PUT", "POST", "DELETE", "PATCH"] | None = None
+    path: str | None = Field(None, pattern=r"^/[\x21-\x7e]*$")
+    body: bool | None = None
+    soapAction: str | None = None
+
+
+class Mapping(BaseModel):
+    """Declarative conversion overrides (see README): namespace, fault code -> HTTP status, operations."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str | None = Field(None, max_length=500)
+    faults: dict[str, int] = Field(default_factory=dict)
+    operations: dict[str, OperationMapping] = Field(default_factory=dict)
+
+
 class ServiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     protocol: Literal["rest", "soap"]
-    path: str = Field("", description="path under the system's base_url")
+    path: str = Field("", pattern=r"^[A-Za-z0-9._~/-]*$", max_length=500, description="path under base_url")
     description: str | None = Field(None, description="OpenAPI (JSON) for rest, WSDL (XML) for soap")
-    description_url: str | None = Field(None, description="fetch the OpenAPI/WSDL from here instead")
-    mapping: dict[str, Any] = Field(default_factory=dict)
+    description_url: AnyHttpUrl | None = Field(None, description="fetch the OpenAPI/WSDL from here instead")
+    mapping: Mapping = Field(default_factory=Mapping)
     timeout_ms: int = Field(10_000, ge=10, le=300_000)
 
 
@@ -193,10 +233,11 @@ class RightIn(BaseModel):
 
 
 class BodyIn(BaseModel):
-    type: str
-    en: str
-    ar: str = ""
-    parent: str | None = None
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["ministry", "agency", "authority"]
+    en: str = Field(min_length=1, max_length=300)
+    ar: str = Field("", max_length=300)
+    parent: str | None = Field(None, pattern=BODY)
 
 
 def admin_app(bus: Bus) -> FastAPI:
@@ -218,7 +259,7 @@ def admin_app(bus: Bus) -> FastAPI:
         return await bus.registry.list_bodies()
 
     @app.put("/admin/bodies/{body}", dependencies=admin, status_code=204)
-    async def put_body(body: str, doc: BodyIn) -> None:
+    async def put_body(body: BodyId, doc: BodyIn) -> None:
         try:
             await bus.registry.upsert_body(body, doc.type, doc.en, doc.ar, doc.parent)
         except Exception as exc:
@@ -229,18 +270,19 @@ def admin_app(bus: Bus) -> FastAPI:
         return {"bodies": await bus.registry.seed_bodies(read_bodies())}
 
     @app.get("/admin/systems", dependencies=admin)
-    async def systems(body: str | None = None) -> list[dict[str, Any]]:
+    async def systems(body: Annotated[str | None, Query(pattern=BODY)] = None) -> list[dict[str, Any]]:
         return await bus.registry.list_systems(body)
 
     @app.put("/admin/systems/{body}/{system}", dependencies=admin, status_code=204)
-    async def put_system(body: str, system: str, doc: SystemIn) -> None:
+    async def put_system(body: BodyId, system: Code, doc: SystemIn) -> None:
         try:
-            await bus.registry.upsert_system(body, system, doc.base_url, doc.description)
+            await bus.registry.upsert_system(body, system, str(doc.base_url) if doc.base_url else None,
+                                             doc.description)
         except Exception as exc:
             raise bad(exc) from None
 
     @app.delete("/admin/systems/{body}/{system}", dependencies=admin, status_code=204)
-    async def delete_system(body: str, system: str) -> None:
+    async def delete_system(body: BodyId, system: Code) -> None:
         if not await bus.registry.delete_system(body, system):
             raise HTTPException(404, f"no system {body}/{system}")
 
@@ -249,23 +291,27 @@ def admin_app(bus: Bus) -> FastAPI:
         return await bus.registry.list_services()
 
     @app.put("/admin/services/{body}/{system}/{service}", dependencies=admin)
-    async def put_service(body: str, system: str, service: str, doc: ServiceIn) -> dict[str, Any]:
+    async def put_service(body: BodyId, system: Code, service: Code, doc: ServiceIn) -> dict[str, Any]:
         description = doc.description
         if description is None and doc.description_url:
-            resp = await bus.http.get(doc.description_url, timeout=10)
+            try:
+                resp = await bus.http.get(str(doc.description_url), timeout=10)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise HTTPException(422, f"cannot fetch {doc.description_url}: {exc}") from None
             if resp.status_code != 200:
                 raise HTTPException(422, f"{doc.description_url} answered HTTP {resp.status_code}")
             description = resp.text
         try:
             return await bus.registry.upsert_service(body, system, service, doc.protocol, doc.path, description,
-                                                     doc.mapping, doc.timeout_ms)
+                                                     doc.mapping.model_dump(exclude_none=True, exclude_defaults=True),
+                                                     doc.timeout_ms)
         except RegistryError as exc:
             raise bad(exc) from None
         except Exception as exc:  # unknown system etc.
             raise bad(exc) from None
 
     @app.delete("/admin/services/{body}/{system}/{service}", dependencies=admin, status_code=204)
-    async def delete_service(body: str, system: str, service: str) -> None:
+    async def delete_service(body: BodyId, system: Code, service: Code) -> None:
         if not await bus.registry.delete_service(body, system, service):
             raise HTTPException(404, f"no service {body}/{system}/{service}")
 
@@ -305,7 +351,7 @@ def admin_app(bus: Bus) -> FastAPI:
         return await asyncio.to_thread(verify_log, bus.cfg.conninfo, bus.issuers)
 
     @app.get("/admin/messages/{message_id}", dependencies=admin)
-    async def message(message_id: str) -> dict[str, Any]:
+    async def message(message_id: Annotated[str, PathParam(pattern=r"^[\x21-\x7e]{1,128}$")]) -> dict[str, Any]:
         async with bus.pool.connection() as conn:
             row = await (await conn.execute(
                 "SELECT message_id, client, service, state, attempts, last_error FROM async_messages "
@@ -319,7 +365,7 @@ def admin_app(bus: Bus) -> FastAPI:
         return await bus.delivery.dead_letters()
 
     @app.post("/admin/dead-letters/{seq}/replay", dependencies=admin)
-    async def replay(seq: int) -> dict[str, Any]:
+    async def replay(seq: Annotated[int, PathParam(ge=1, le=2**63 - 1)]) -> dict[str, Any]:
         try:
             return await bus.delivery.replay(seq)
         except Exception as exc:

@@ -102,7 +102,7 @@ class Delivery:
     async def _consume(self) -> None:
         while True:
             try:
-                msgs = await self.sub.fetch(self.batch, timeout=1.0)  # long poll, returns as soon as any arrive
+                msgs = await self.sub.fetch(self.batch, timeout=5.0)  # long poll, returns as soon as any arrive
             except NatsTimeout:
                 continue
             except Exception:
@@ -133,7 +133,13 @@ class Delivery:
                     if state in states:
                         return state
                     await self._changed.wait()
-        return await asyncio.wait_for(_wait(), timeout)
+        try:
+            return await asyncio.wait_for(_wait(), timeout)
+        except TimeoutError:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute("SELECT state, attempts, last_error FROM async_messages "
+                                                "WHERE message_id = %s", (message_id,))).fetchone()
+            raise TimeoutError(f"{message_id} not in {sorted(states)} after {timeout} s: {row}") from None
 
     async def _handle(self, msg: Any) -> None:
         attempt = msg.metadata.num_delivered

@@ -25,6 +25,7 @@ class Route:
     mapping: dict[str, Any]
     rest_ops: dict[str, RestOperation] = field(default_factory=dict)
     wsdl: WsdlInfo | None = None
+    description: str | None = field(default=None, repr=False)
 
     @property
     def provider(self) -> str:
@@ -82,7 +83,8 @@ class Registry:
                 ops, wsdl = {}, None
             url = (r["base_url"] or "").rstrip("/") + ("/" + r["path"].strip("/") if r["path"] else "")
             routes[(r["body"], r["system"], r["code"])] = Route(
-                r["body"], r["system"], r["code"], r["protocol"], url, r["timeout_ms"] / 1000, r["mapping"], ops, wsdl)
+                r["body"], r["system"], r["code"], r["protocol"], url, r["timeout_ms"] / 1000, r["mapping"], ops, wsdl,
+                r["description"])
         self.routes = routes
         self.rights = {tuple(r.values()) for r in rights}  # type: ignore[misc]
         self.members = {(m["body"], m["code"]) for m in members}

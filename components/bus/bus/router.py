@@ -31,8 +31,10 @@ from bus.soap import (
     envelope,
     fault_envelope,
     fault_to_problem,
+    generate_wsdl,
     parse_envelope,
     problem_to_fault,
+    relocate_wsdl,
     xml_to_json,
 )
 
@@ -138,6 +140,7 @@ class Router:
         self.registry, self.verifier, self.breakers, self.msglog, self.http = (
             registry, verifier, breakers, msglog, http)
         self.enqueue: Callable[[Exchange], Awaitable[dict[str, Any]]] | None = None  # set by async delivery
+        self.max_body = 10 * 1024 * 1024
 
     # ---- ASGI ---------------------------------------------------------------------------------------------
 
@@ -145,9 +148,12 @@ class Router:
         if scope["type"] != "http":  # served with lifespan="off"
             return
         body = b""
+        too_large = False
         while True:
             event = await receive()
-            body += event.get("body", b"")
+            if not too_large:
+                body += event.get("body", b"")
+                too_large = len(body) > self.max_body
             if not event.get("more_body"):
                 break
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -158,6 +164,9 @@ class Router:
         msg_id = (headers.get(b"x-bus-message-id") or b"").decode("latin1")[:128] or uuid.uuid4().hex
         service_key, client_name, op = "-", "-", None
         try:
+            if too_large:
+                body = b""
+                raise Refused(413, "message-too-large", f"the bus carries messages up to {self.max_body} bytes")
             der = (scope.get("extensions") or {}).get("tls", {}).get("client_cert_der")
             identity = await self.verifier.identify(der)
             client_name = identity.member
@@ -175,7 +184,11 @@ class Router:
                 raise Refused(403, "access-denied", f"{identity.member} has no access right to {route.key}")
             ex = Exchange(route, identity, scope["method"], parts[5] if len(parts) > 5 else "",
                           scope.get("query_string", b"").decode("latin1"), raw_headers, body, soap_client, corr, msg_id)
-            if b"respond-async" in headers.get(b"prefer", b""):
+            if scope["method"] == "GET" and ex.rest_path == "" and ex.query.lower() == "wsdl":
+                host = (headers.get(b"host") or b"bus").decode("latin1")
+                result = self.service_wsdl(route, f"https://{host}/r1/{route.key}")
+                mode = "wsdl"
+            elif b"respond-async" in headers.get(b"prefer", b""):
                 if self.enqueue is None:
                     raise Refused(501, "async-unavailable", "asynchronous delivery is not configured")
                 accepted = await self.enqueue(ex)
@@ -201,6 +214,19 @@ class Router:
             (b"content-type", result.content_type.encode()), (b"content-length", str(len(result.body)).encode()),
             (b"x-correlation-id", corr.encode()), (b"x-bus-message-id", msg_id.encode())]})
         await send({"type": "http.response.body", "body": result.body})
+
+    @staticmethod
+    def service_wsdl(route: Route, location: str) -> Result:
+        """The WSDL a SOAP client uses for this service through the bus (generated from OpenAPI for REST)."""
+        if route.protocol == "soap":
+            if not route.description:
+                raise Refused(404, "no-service-description", f"{route.key} was registered without a WSDL")
+            return Result(200, XML, relocate_wsdl(route.description, location))
+        if not route.rest_ops:
+            raise Refused(404, "no-service-description", f"{route.key} has no OpenAPI operations")
+        ns = route.mapping.get("namespace") or f"urn:govcloud:bus:{route.body}:{route.system}:{route.service}"
+        name = "".join(p.capitalize() for p in route.key.replace("-", "/").split("/"))
+        return Result(200, XML, generate_wsdl(ns, sorted(route.rest_ops), location, name))
 
     @staticmethod
     def error(r: Refused, soap_client: bool) -> Result:

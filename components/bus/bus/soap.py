@@ -185,3 +185,47 @@ def _flatten(value: Any) -> dict[str, Any]:
             else:
                 out[k] = v
     return out
+
+
+def generate_wsdl(namespace: str, operations: list[str], location: str, name: str) -> bytes:
+    """A document/literal SOAP 1.1 WSDL for a REST service's operations (as the bus converts them): input
+    element ``<op>`` and output ``<op>Response``, each a sequence of any elements (the JSON fields)."""
+    xsd = "http://www.w3.org/2001/XMLSchema"
+    nsmap = {None: WSDL_NS, "soap": WSDL_SOAP, "xsd": xsd, "tns": namespace}
+    root = etree.Element(f"{{{WSDL_NS}}}definitions", nsmap=nsmap, targetNamespace=namespace, name=name)
+    schema = etree.SubElement(etree.SubElement(root, f"{{{WSDL_NS}}}types"), f"{{{xsd}}}schema",
+                              targetNamespace=namespace, elementFormDefault="qualified")
+    for op in operations:
+        for element in (op, f"{op}Response"):
+            el = etree.SubElement(schema, f"{{{xsd}}}element", name=element)
+            seq = etree.SubElement(etree.SubElement(el, f"{{{xsd}}}complexType"), f"{{{xsd}}}sequence")
+            etree.SubElement(seq, f"{{{xsd}}}any", minOccurs="0", maxOccurs="unbounded", processContents="lax")
+    for op in operations:
+        for suffix, element in (("In", op), ("Out", f"{op}Response")):
+            msg = etree.SubElement(root, f"{{{WSDL_NS}}}message", name=f"{op}{suffix}")
+            etree.SubElement(msg, f"{{{WSDL_NS}}}part", name="parameters", element=f"tns:{element}")
+    port_type = etree.SubElement(root, f"{{{WSDL_NS}}}portType", name=f"{name}Port")
+    for op in operations:
+        o = etree.SubElement(port_type, f"{{{WSDL_NS}}}operation", name=op)
+        etree.SubElement(o, f"{{{WSDL_NS}}}input", message=f"tns:{op}In")
+        etree.SubElement(o, f"{{{WSDL_NS}}}output", message=f"tns:{op}Out")
+    binding = etree.SubElement(root, f"{{{WSDL_NS}}}binding", name=f"{name}Binding", type=f"tns:{name}Port")
+    etree.SubElement(binding, f"{{{WSDL_SOAP}}}binding", style="document",
+                     transport="http://schemas.xmlsoap.org/soap/http")
+    for op in operations:
+        o = etree.SubElement(binding, f"{{{WSDL_NS}}}operation", name=op)
+        etree.SubElement(o, f"{{{WSDL_SOAP}}}operation", soapAction=op)
+        for io in ("input", "output"):
+            etree.SubElement(etree.SubElement(o, f"{{{WSDL_NS}}}{io}"), f"{{{WSDL_SOAP}}}body", use="literal")
+    service = etree.SubElement(root, f"{{{WSDL_NS}}}service", name=name)
+    port = etree.SubElement(service, f"{{{WSDL_NS}}}port", name=f"{name}Port", binding=f"tns:{name}Binding")
+    etree.SubElement(port, f"{{{WSDL_SOAP}}}address", location=location)
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
+
+
+def relocate_wsdl(text: str, location: str) -> bytes:
+    """The provider's WSDL with every soap:address pointing at the bus instead of the provider."""
+    root = etree.fromstring(text.encode(), parser=_PARSER)
+    for addr in root.iter(f"{{{WSDL_SOAP}}}address"):
+        addr.set("location", location)
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")

@@ -179,13 +179,15 @@ async def register_members(admin: httpx.AsyncClient, bs_url: str) -> None:
 async def harness(pg_dsn: str, nats_server: NatsServer, pki: Pki, bodysystems: AppServer
                   ) -> AsyncIterator[Harness]:
     from bus.app import Bus, BusConfig, admin_app
-    from bus.tlsserver import mtls_server, server_context
+    from bus.tlsserver import install_handshake_alerts, mtls_server, server_context
+
+    assert install_handshake_alerts()
 
     crt, key = pki.files["bus"]
     cfg = BusConfig(admin_token=ADMIN_TOKEN, conninfo=pg_dsn, nats_url=nats_server.url, tls_cert=str(crt),
                     tls_key=str(key), ca_bundle=str(pki.ca_bundle), node="node-a", domain="gov.test",
                     breaker_threshold=3, breaker_reset=5.0, max_attempts=3, backoff=(0.05, 0.1, 0.2),
-                    stream_prefix="t" + uuid.uuid4().hex[:8], seal_interval=0)
+                    stream_prefix="t" + uuid.uuid4().hex[:8], seal_interval=0, ack_wait=3.0)
     clock = Clock()
     bus = Bus(cfg, breaker_clock=clock)
     await bus.start()

@@ -114,3 +114,42 @@ async def test_same_protocol_passes_through(harness) -> None:
     assert soap.status_code == 200
     assert body_child(soap.content).findtext(f"{{{LAND_NS}}}owner") == "01010000002"
     assert rest.status_code == 200 and rest.json()["persons"][0]["givenName"] == "Lina"
+
+
+async def test_soap12_client_gets_soap12_back(harness) -> None:
+    soap12 = "http://www.w3.org/2003/05/soap-envelope"
+    envelope = (f'<e:Envelope xmlns:e="{soap12}" xmlns:m="{CRA_NS}"><e:Body><m:getPerson>'
+                "<m:nationalId>0</m:nationalId></m:getPerson></e:Body></e:Envelope>").encode()
+    async with harness.client("portal") as c:
+        r = await c.post("/r1/cra/population/persons", content=envelope,
+                         headers={"content-type": "application/soap+xml; charset=utf-8"})
+    fault = etree.fromstring(r.content).find(f"{{{soap12}}}Body/{{{soap12}}}Fault")
+    assert fault.findtext(f"{{{soap12}}}Code/{{{soap12}}}Value") == "soap:Sender"
+    assert "person not found" in fault.findtext(f"{{{soap12}}}Reason/{{{soap12}}}Text")
+
+
+async def test_oversized_message_is_refused(harness) -> None:
+    harness.bus.router.max_body = 1024
+    async with harness.client("portal") as c:
+        r = await c.post("/r1/mof/inbox/notices/payment-notices", content=b"x" * 5000,
+                         headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["type"] == "urn:govcloud:bus:message-too-large"
+
+
+async def test_wsdl_through_the_bus_for_soap_clients(harness) -> None:
+    from bus.soap import WSDL_SOAP, parse_wsdl
+
+    async with harness.client("portal") as c:
+        rest = await c.get("/r1/cra/population/persons?wsdl")
+        soap = await c.get("/r1/mola/landregistry/parcels?wsdl")
+    async with harness.client("clinic") as c:
+        denied = await c.get("/r1/cra/population/persons?wsdl")
+    generated = parse_wsdl(rest.content)
+    assert generated.namespace == CRA_NS and generated.operations == {"findPersons": "findPersons",
+                                                                      "getPerson": "getPerson"}
+    assert generated.location == f"{harness.mtls_url}/r1/cra/population/persons"
+    relocated = etree.fromstring(soap.content)
+    assert [a.get("location") for a in relocated.iter(f"{{{WSDL_SOAP}}}address")] == [
+        f"{harness.mtls_url}/r1/mola/landregistry/parcels"]
+    assert parse_wsdl(soap.content).operations["GetParcel"] == f"{LAND_NS}#GetParcel"
+    assert denied.status_code == 403

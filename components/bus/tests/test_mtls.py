@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 
@@ -36,10 +38,19 @@ async def test_no_certificate_is_refused_with_401(harness) -> None:
     assert r.json()["type"] == "urn:govcloud:bus:client-certificate-required"
 
 
-async def test_foreign_ca_is_refused_in_the_handshake(harness) -> None:
+def chain(exc: BaseException | None) -> str:
+    parts = []
+    while exc is not None:
+        parts.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(parts)
+
+
+async def test_foreign_ca_is_refused_in_the_handshake_with_unknown_ca(harness) -> None:
     async with harness.client("foreign") as c:
-        with pytest.raises((httpx.ConnectError, httpx.ReadError)):
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, ssl.SSLError)) as info:
             await c.get(PERSON)
+    assert "alert unknown ca" in chain(info.value).lower(), chain(info.value)
 
 
 async def test_expired_certificate_is_refused(harness) -> None:
@@ -75,8 +86,9 @@ async def test_revocation_falls_back_to_crl_when_ocsp_is_down(harness) -> None:
 
 async def test_certificate_for_another_purpose_is_refused_in_the_handshake(harness) -> None:
     async with harness.client("server-profile") as c:  # extendedKeyUsage serverAuth only
-        with pytest.raises((httpx.ConnectError, httpx.ReadError)):
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, ssl.SSLError)) as info:
             await c.get(PERSON)
+    assert "alert unsupported certificate" in chain(info.value).lower(), chain(info.value)
 
 
 async def test_certificate_naming_no_member_is_refused(harness) -> None:

@@ -91,3 +91,14 @@ async def test_readiness_and_metrics(harness) -> None:
     not_ready = await harness.admin.get("/readyz")
     assert not_ready.status_code == 503
     assert "own certificate /nonexistent/bus.crt missing" in not_ready.json()["reasons"]["certificate"]
+
+
+async def test_changes_made_by_another_replica_apply_after_a_refresh(harness, pg_dsn: str) -> None:
+    import psycopg
+
+    async with harness.client("portal") as c:
+        assert (await c.get(PERSON)).status_code == 200
+        with psycopg.connect(pg_dsn) as conn:  # another replica revokes the right in the shared database
+            conn.execute("DELETE FROM access_rights WHERE client_system = 'portal' AND service = 'persons'")
+        await harness.bus.registry.reload()  # what the periodic refresh does
+        assert (await c.get(PERSON)).status_code == 403

@@ -13,7 +13,7 @@ from govcloud_common.service import serve
 from govcloud_common.settings import Settings
 
 from payment.app import build_app
-from payment.fees import PortalFeeSource
+from payment.fees import CachedFeeSource, PortalFeeSource
 from payment.gateway import PaymentConfig
 from payment.notify import BusNotify, NotifyConfig
 from payment.receipts import KeySigner, ReceiptSigner, local_chain
@@ -38,6 +38,9 @@ def receipt_signer() -> ReceiptSigner:
         row = conn.execute("SELECT key_pem, chain FROM receipt_signer WHERE id = 1").fetchone()
         assert row is not None
         return KeySigner.from_pem(row[0], list(row[1]))
+
+
+LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
 
 
 def bus_notify() -> BusNotify | None:
@@ -68,13 +71,15 @@ def main() -> None:
     db.migrate("payment")
     cfg = PaymentConfig(
         conninfo="", key=Settings.secret("callback-key"), admin_token=Settings.secret("admin-token"),
-        switch=httpx.AsyncClient(base_url=Settings.url("switch"), timeout=10.0),
-        fees=PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0)),
+        switch=httpx.AsyncClient(base_url=Settings.url("switch"), timeout=10.0, limits=LIMITS),
+        fees=CachedFeeSource(
+            PortalFeeSource(httpx.AsyncClient(base_url=Settings.url("portal"), timeout=5.0, limits=LIMITS)),
+            ttl_s=float(Settings.setting("fee-cache-s", "60"))),
         signer=receipt_signer(),
         order_ttl=timedelta(minutes=int(Settings.setting("order-ttl-minutes", "90"))),
         pool_max=int(Settings.setting("pool-max", "16")), run_workers=True,
         worker_interval_s=float(Settings.setting("worker-interval-s", "1")),
-        notify=NotifyConfig(client=httpx.AsyncClient(timeout=10.0), portal_url=Settings.url("portal"),
+        notify=NotifyConfig(client=httpx.AsyncClient(timeout=10.0, limits=LIMITS), portal_url=Settings.url("portal"),
                             portal_key=Settings.secret("notify-key"), bus=bus_notify()))
     serve(build_app(cfg), default_port=18050)
 

@@ -7,15 +7,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from govcloud_common.service import create_app
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from payment.gateway import ApiError, Bill, Gateway, PaymentConfig
+from payment.gateway import SLUG, TEXT, ApiError, Bill, Callback, Gateway, OrderRequest, PaymentConfig
 
 log = logging.getLogger("payment")
 
@@ -27,17 +27,33 @@ def problem(status: int, title: str, detail: str = "") -> JSONResponse:
 
 class ChannelIn(BaseModel):
     kind: Literal["wallet", "bank"]
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=TEXT)
     enabled: bool = True
 
 
 class ReconcileIn(BaseModel):
     date: date
 
+    @field_validator("date")
+    @classmethod
+    def _sane(cls, v: date) -> date:
+        if not 2000 <= v.year <= 2200:
+            raise ValueError("date out of range")
+        return v
+
 
 class BillerNotifyIn(BaseModel):
-    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=500)
-    secret: str = Field(min_length=16, max_length=200)
+    url: str = Field(pattern=r"^https?://[!-~]+$", max_length=500)
+    secret: str = Field(min_length=16, max_length=200, pattern=r"^[!-~]+$")
+
+
+OrderId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
 
 
 def build_app(cfg: PaymentConfig) -> FastAPI:
@@ -85,7 +101,7 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
         return await gw.channels()
 
     @app.put("/api/admin/channels/{cid}")
-    async def put_channel(cid: str, body: ChannelIn, request: Request) -> dict[str, Any]:
+    async def put_channel(cid: Annotated[str, Path(pattern=SLUG)], body: ChannelIn, request: Request) -> dict[str, Any]:
         admin(request)
         await gw.put_channel(cid, body.kind, body.name, body.enabled)
         return {"id": cid, **body.model_dump()}
@@ -100,31 +116,34 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
         return {"loaded": await gw.load_bills(bills)}
 
     @app.get("/api/bills/{reference}")
-    async def bill(reference: str) -> dict[str, Any]:
+    async def bill(reference: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")]) -> dict[str, Any]:
         return await gw.bill_inquiry(reference)
 
-    @app.post("/api/orders", status_code=201)
+    @app.post("/api/orders", status_code=201,
+              openapi_extra={"parameters": [IDEMPOTENCY], "requestBody": _body(OrderRequest)})
     async def create_order(request: Request) -> JSONResponse:
         status, doc = await gw.create_order(request.headers.get("idempotency-key"), await request.body())
         return JSONResponse(doc, status_code=status)
 
     @app.get("/api/orders/{order_id}")
-    async def order(order_id: str) -> dict[str, Any]:
+    async def order(order_id: OrderId) -> dict[str, Any]:
         return await gw.order(order_id)
 
     @app.post("/api/orders/{order_id}/cancel")
-    async def cancel(order_id: str) -> dict[str, Any]:
+    async def cancel(order_id: OrderId) -> dict[str, Any]:
         return await gw.cancel(order_id)
 
     @app.get("/api/orders/{order_id}/receipt")
-    async def receipt(order_id: str) -> dict[str, Any]:
+    async def receipt(order_id: OrderId) -> dict[str, Any]:
         return await gw.receipt(order_id)
 
     @app.get("/api/receipts/chain")
     async def receipt_chain() -> dict[str, Any]:
         return {"algorithm": cfg.signer.algorithm, "chain": cfg.signer.chain_pem()}
 
-    @app.post("/api/switch/callbacks")
+    @app.post("/api/switch/callbacks", openapi_extra={
+        "parameters": [{"name": "X-Switch-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
+        "requestBody": _body(Callback)})
     async def callback(request: Request) -> dict[str, Any]:
         return await gw.callback(request.headers.get("x-switch-signature"), await request.body())
 
@@ -134,7 +153,7 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
         return await gw.reconcile(body.date)
 
     @app.get("/api/reconciliations/{rid}")
-    async def reconciliation(rid: int, request: Request) -> dict[str, Any]:
+    async def reconciliation(rid: Annotated[int, Path(ge=1, le=2**62)], request: Request) -> dict[str, Any]:
         admin(request)
         return await gw.reconciliation(rid)
 
@@ -149,7 +168,8 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
         return gw.notifier
 
     @app.put("/api/admin/billers/{biller}/notify")
-    async def biller_notify(biller: str, body: BillerNotifyIn, request: Request) -> dict[str, str]:
+    async def biller_notify(biller: Annotated[str, Path(pattern=SLUG)], body: BillerNotifyIn,
+                            request: Request) -> dict[str, str]:
         admin(request)
         await gw.set_biller_notify(biller, body.url, body.secret)
         return {"biller": biller, "url": body.url}
@@ -165,11 +185,16 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
         return await notifier().dead_letters()
 
     @app.post("/api/admin/notifications/{nid}/redeliver")
-    async def redeliver(nid: int, request: Request) -> dict[str, Any]:
+    async def redeliver(nid: Annotated[int, Path(ge=1, le=2**62)], request: Request) -> dict[str, Any]:
         admin(request)
         if not await notifier().redeliver(nid, gw.now()):
             raise ApiError(404, "no such dead letter", str(nid))
         return {"id": nid, "requeued": True}
+
+    @app.post("/api/admin/sync-overdue")
+    async def sync_overdue(request: Request) -> dict[str, int]:
+        admin(request)
+        return await gw.sync_overdue()
 
     @app.post("/api/admin/expire")
     async def expire(request: Request) -> dict[str, int]:
@@ -183,6 +208,7 @@ async def _workers(gw: Gateway) -> None:
     while True:
         try:
             await gw.expire_due()
+            await gw.sync_overdue()
             if gw.notifier:
                 await gw.notifier.deliver_due(gw.now())
         except Exception:  # a transient database or network fault must not stop the workers for good

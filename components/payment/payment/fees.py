@@ -8,6 +8,8 @@ Expected answer: ``{"service_id": "...", "amount": <int, minor units>, "currency
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
@@ -59,3 +61,23 @@ class PortalFeeSource:
         body = doc.get("body_id")
         body = body if isinstance(body, str) and re.fullmatch(r"[a-z][a-z0-9]{1,20}", body) else None
         return Fee(service_id, amount, currency, str(doc.get("name", "")), body)
+
+
+class CachedFeeSource:
+    """Remembers each service's fee for ``ttl_s`` seconds (the catalog changes fees rarely; a change is picked up
+    within the TTL). Unknown services and failures are not cached."""
+
+    def __init__(self, inner: FeeSource, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner, self.ttl_s, self.clock = inner, ttl_s, clock
+        self._cache: dict[str, tuple[float, Fee]] = {}
+
+    async def fee(self, service_id: str) -> Fee:
+        hit = self._cache.get(service_id)
+        now = self.clock()
+        if hit and now - hit[0] < self.ttl_s:
+            return hit[1]
+        fee = await self.inner.fee(service_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[service_id] = (now, fee)
+        return fee

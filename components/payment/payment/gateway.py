@@ -28,6 +28,8 @@ log = logging.getLogger("payment")
 Clock = Callable[[], datetime]
 CALLBACK_PATH = "/api/switch/callbacks"
 BILL_REF = r"^[A-Z]{2,6}-[A-Za-z0-9]{1,32}$"
+SLUG = r"^[a-z0-9][a-z0-9-]{0,63}$"
+TEXT = r"^[^\x00-\x1f\x7f]+$"  # printable text: no control characters (and no NUL, which PostgreSQL refuses)
 ORDER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))"  # serialises create and callbacks
 
 ORDERS = Counter("payment_orders_total", "Payment orders reaching a state", ["state"])
@@ -50,7 +52,7 @@ class OrderRequest(BaseModel):
     kind: Literal["fee", "bill"]
     service_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     bill_reference: str | None = Field(None, pattern=BILL_REF)
-    channel: str = Field(min_length=1, max_length=64)
+    channel: str = Field(pattern=SLUG)
     payer_account: str = Field(pattern=r"^[A-Za-z0-9+\-]{4,34}$")
 
     @model_validator(mode="after")
@@ -76,7 +78,7 @@ class Callback(BaseModel):
 class Bill(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: str = Field(pattern=BILL_REF)
-    customer: str = Field(min_length=1, max_length=128)
+    customer: str = Field(min_length=1, max_length=128, pattern=TEXT)
     amount_due: int = Field(gt=0, le=10**13, strict=True)
     due_date: date | None = None
 
@@ -157,6 +159,9 @@ class Gateway:
             return await cur.fetchall()
 
     async def load_bills(self, bills: list[Bill]) -> int:
+        refs = [b.reference for b in bills]
+        if len(set(refs)) != len(refs):
+            raise ApiError(422, "duplicate bill references", ", ".join(sorted({r for r in refs if refs.count(r) > 1})))
         async with self.pool.connection() as conn, conn.transaction():
             prefixes = {p: b for b, p in await (await conn.execute("SELECT id, prefix FROM billers")).fetchall()}
             unknown = sorted({b.reference for b in bills if b.reference.split("-", 1)[0] not in prefixes})
@@ -361,6 +366,10 @@ class Gateway:
             cb = Callback.model_validate_json(raw)
         except ValidationError as exc:
             raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
+        return await self._decision(cb, json.loads(raw), now)
+
+    async def _decision(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Apply one switch decision (a callback, or a status query's answer) exactly once per event."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
             cur = conn.cursor(row_factory=dict_row)
@@ -375,8 +384,7 @@ class Gateway:
                 result = await self._apply(conn, row, cb, now)
                 dup = await conn.execute(
                     "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(json.loads(raw)), result,
-                                                           now))
+                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(payload), result, now))
             if await dup.fetchone() is None:  # a copy of this event was applied concurrently: ours changed nothing
                 result = "duplicate"
         return {"result": result, "order": cb.rtp_id}
@@ -423,6 +431,31 @@ class Gateway:
             raise ApiError(502, "switch status query failed", f"HTTP {resp.status_code}")
         doc: dict[str, Any] = resp.json()
         return doc
+
+    async def sync_overdue(self, after: timedelta = timedelta(minutes=2), limit: int = 50) -> dict[str, int]:
+        """Ask the switch about pending orders whose callback is overdue (no news ``after`` creation, asked at most
+        once per ``after``) and apply any decision found - a lost callback cannot leave an order hanging."""
+        now = self.now()
+        async with self.pool.connection() as conn:
+            ids = [r[0] for r in await (await conn.execute(
+                "UPDATE orders SET checked_at = %s WHERE id IN (SELECT id FROM orders WHERE status = 'pending'"
+                " AND created_at <= %s AND (checked_at IS NULL OR checked_at <= %s) ORDER BY created_at LIMIT %s"
+                " FOR UPDATE SKIP LOCKED) RETURNING id", (now, now - after, now - after, limit))).fetchall()]
+        counts = {"asked": len(ids), "applied": 0}
+        for oid in ids:
+            try:
+                doc = await self.query_switch(oid)
+            except (ApiError, httpx.HTTPError) as exc:
+                log.warning("status query failed", extra={"fields": {"order": oid, "error": str(exc)}})
+                continue
+            if doc.get("status") not in ("approved", "declined"):
+                continue
+            cb = Callback(event_id=f"Q-{doc['switch_ref']}"[:64], rtp_id=oid, switch_ref=doc["switch_ref"],
+                          status=doc["status"], amount=doc["amount"], currency=doc["currency"],
+                          reason=doc.get("reason"), decided_at=doc["decided_at"])
+            out = await self._decision(cb, {"source": "status-query", **doc}, now)
+            counts["applied"] += out["result"] not in ("duplicate", "ignored")
+        return counts
 
     # -- reconciliation ---------------------------------------------------------------------------------------------
 

@@ -4,14 +4,24 @@ own fresh database of the session's real PostgreSQL, one injected clock, a local
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from govcloud_common import db
@@ -28,6 +38,8 @@ from switch.app import build_app as build_switch
 KEY = "test-callback-key"
 NOTIFY_KEY = "test-notify-key-portal"
 ADMIN = "test-admin-token"
+COMPONENTS = Path(__file__).resolve().parents[2]
+FEE = 1_000
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN}"}
 FEES = {"passport-renewal": 25_000, "birth-certificate": 3_500, "driving-licence": 120_000}
 
@@ -164,3 +176,105 @@ async def system(pg_server: PgServer) -> AsyncIterator[System]:
         drop_database(pg_server, pay_db)
         drop_database(pg_server, sw_db)
 
+
+# -- real processes ------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PortalStub(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"amount": FEE, "currency": "SYP"}).encode()
+        self.send_response(200 if self.path.endswith("/fee") else 404)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a condition of another process (bounded), e.g. its readiness."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Proc:
+    def __init__(self, name: str, env: dict[str, str], port: int) -> None:
+        self.name, self.env, self.port, self.p = name, env, port, None
+
+    def start(self) -> None:
+        self.p = subprocess.Popen([sys.executable, "-m", self.name], env=self.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        wait_until(self.ready, 30, f"{self.name} ready")
+
+    def ready(self) -> bool:
+        assert self.p is not None
+        if self.p.poll() is not None:
+            raise AssertionError(f"{self.name} exited: {self.p.stderr.read().decode()[-2000:]}")  # type: ignore
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        assert self.p is not None
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait()
+
+
+@pytest.fixture
+def stack(pg_server: PgServer) -> Iterator[dict[str, Any]]:
+    """payment and the switch as real processes on loopback ports (as deployed), a stub portal, real PostgreSQL."""
+    dbs = {}
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        for c in ("payment", "switch"):
+            dbs[c] = "t_" + uuid.uuid4().hex[:12]
+            conn.execute(f'CREATE DATABASE "{dbs[c]}"')
+    portal = ThreadingHTTPServer(("127.0.0.1", 0), PortalStub)
+    threading.Thread(target=portal.serve_forever, daemon=True).start()
+    ports = {"payment": free_port(), "switch": free_port()}
+    base = {"PATH": os.environ.get("PATH", "/usr/bin"), "GOVCLOUD_BIND": "127.0.0.1", "GOVCLOUD_STACK": "test",
+            "PGHOST": str(pg_server.socket_dir), "PGPORT": str(pg_server.port), "PGUSER": "postgres",
+            "GOVCLOUD_SECRET_CALLBACK_KEY": "fault-key", "GOVCLOUD_SECRET_ADMIN_TOKEN": "fault-admin",
+            "GOVCLOUD_SECRET_NOTIFY_KEY": "fault-notify"}
+    procs = {
+        "switch": Proc("switch", {**base, "GOVCLOUD_COMPONENT": "switch", "PGDATABASE": dbs["switch"],
+                                  "GOVCLOUD_PORT_HTTP": str(ports["switch"]),
+                                  "GOVCLOUD_URL_PAYMENT": f"http://127.0.0.1:{ports['payment']}",
+                                  "PYTHONPATH": f"{COMPONENTS / 'common'}:{COMPONENTS / 'switch'}"}, ports["switch"]),
+        "payment": Proc("payment", {**base, "GOVCLOUD_COMPONENT": "payment", "PGDATABASE": dbs["payment"],
+                                    "GOVCLOUD_PORT_HTTP": str(ports["payment"]),
+                                    "GOVCLOUD_URL_SWITCH": f"http://127.0.0.1:{ports['switch']}",
+                                    "GOVCLOUD_URL_PORTAL": f"http://127.0.0.1:{portal.server_port}",
+                                    "GOVCLOUD_SETTING_WORKER_INTERVAL_S": "0.2",
+                                    "PYTHONPATH": f"{COMPONENTS / 'common'}:{COMPONENTS / 'payment'}"},
+                        ports["payment"]),
+    }
+    procs["switch"].start()
+    procs["payment"].start()
+    try:
+        yield {"procs": procs, "dbs": dbs, "dsn": pg_server.dsn, "url": f"http://127.0.0.1:{ports['payment']}",
+               "wait_until": wait_until, "admin": "fault-admin", "fee": FEE}
+    finally:
+        for p in procs.values():
+            if p.p and p.p.poll() is None:
+                p.kill()
+        portal.shutdown()
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            for name in dbs.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

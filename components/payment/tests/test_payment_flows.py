@@ -158,3 +158,28 @@ async def test_callback_delivered_late_counts_by_the_switch_decision_time(system
     assert system.sql("SELECT status, late_status FROM orders WHERE id = %s", too_late["id"]) == [
         ("expired", "approved")]
     await system.ledger_balanced()
+
+
+async def test_a_lost_callback_is_recovered_by_a_status_query(system):
+    order = (await system.fee_order("k-lost")).json()
+    async with system.switch.pool.connection() as conn:  # the switch's callback never arrives
+        await conn.execute("UPDATE outbox SET delivered_at = now()")
+    assert await system.gw.sync_overdue() == {"asked": 0, "applied": 0}  # not overdue yet
+    system.clock.advance(minutes=2)
+    assert await system.gw.sync_overdue() == {"asked": 1, "applied": 1}
+    assert (await system.pay.get(f"/api/orders/{order['id']}")).json()["status"] == "paid"
+    receipt = (await system.pay.get(f"/api/orders/{order['id']}/receipt")).json()
+    assert verify_receipt(receipt, system.root_pem)["order_id"] == order["id"]
+    assert await system.gw.sync_overdue() == {"asked": 0, "applied": 0}  # no longer pending
+
+    # still undecided at the switch: asked again only after another interval
+    await system.behaviour("timeout")
+    await system.fee_order("k-undecided")
+    system.clock.advance(minutes=2)
+    assert await system.gw.sync_overdue() == {"asked": 1, "applied": 0}
+    system.clock.advance(minutes=1)
+    assert await system.gw.sync_overdue() == {"asked": 0, "applied": 0}
+    system.clock.advance(minutes=1)
+    assert (await system.pay.post("/api/admin/sync-overdue", headers=system.admin)).json() == {"asked": 1,
+                                                                                               "applied": 0}
+    await system.ledger_balanced()

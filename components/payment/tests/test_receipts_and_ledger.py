@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payment import ledger
 from payment.ca_signer import signer_from_ca
-from payment.fees import FeeSourceError, PortalFeeSource, UnknownService
+from payment.fees import CachedFeeSource, FeeSourceError, PortalFeeSource, UnknownService
 from payment.receipts import InvalidReceipt, issue, local_chain, make_receipt, verify_receipt
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -40,6 +40,25 @@ def test_receipt_verifies_offline_and_rejects_tampering():
         verify_receipt(doc, pem(root), at=datetime.now(UTC) + timedelta(days=3650))
     with pytest.raises(InvalidReceipt, match="malformed"):
         verify_receipt({"payload": "{}"}, pem(root))
+
+
+def test_verify_receipt_command(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    signer, root = local_chain()
+    doc = make_receipt(signer, {"order_id": "PO7", "amount": 900})
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    (tmp_path / "root.pem").write_text(pem(root))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin"}
+    ok = subprocess.run([sys.executable, "-m", "payment.verify_receipt", str(tmp_path / "r.json"),
+                         str(tmp_path / "root.pem")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and '"amount": 900' in ok.stdout
+    (tmp_path / "r.json").write_text(json.dumps({**doc, "payload": doc["payload"].replace("900", "901")}))
+    bad = subprocess.run([sys.executable, "-m", "payment.verify_receipt", str(tmp_path / "r.json"),
+                          str(tmp_path / "root.pem")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and bad.stdout.startswith("INVALID")
 
 
 def test_a_leaf_cannot_act_as_an_issuer():
@@ -99,6 +118,31 @@ async def test_portal_fee_source_rejects_bad_answers():
         for bad in ("float", "negative", "bool", "eur", "down"):
             with pytest.raises(FeeSourceError):
                 await src.fee(bad)
+
+
+@pytest.mark.asyncio
+async def test_fee_cache_keeps_fees_for_its_ttl_only():
+    calls: list[str] = []
+    fees = {"a": 100}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sid = request.url.path.split("/")[3]
+        calls.append(sid)
+        return httpx.Response(200, json={"amount": fees[sid]}) if sid in fees else httpx.Response(404)
+
+    t = [0.0]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://portal") as client:
+        src = CachedFeeSource(PortalFeeSource(client), ttl_s=60, clock=lambda: t[0])
+        assert (await src.fee("a")).amount == 100
+        fees["a"] = 150
+        t[0] = 59
+        assert (await src.fee("a")).amount == 100
+        t[0] = 60
+        assert (await src.fee("a")).amount == 150
+        for _ in range(2):
+            with pytest.raises(UnknownService):
+                await src.fee("b")
+    assert calls == ["a", "a", "b", "b"]
 
 
 # -- the ledger -----------------------------------------------------------------------------------------------------

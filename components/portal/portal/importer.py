@@ -235,6 +235,9 @@ async def apply(pool: AsyncConnectionPool, records: list[ServiceRecord]) -> dict
                 f"SET {', '.join(f'{c} = excluded.{c}' for c in compared)}, updated_at = now() WHERE {distinct} "
                 "RETURNING (xmax = 0) AS created")
             changed = [r[0] for r in await cur.fetchall()]
+    if changed:
+        async with pool.connection() as conn:
+            await conn.execute("ANALYZE services")
     created = sum(changed)
     return {"records": len(records), "created": created, "updated": len(changed) - created,
             "unchanged": len(records) - len(changed)}

@@ -75,6 +75,8 @@ def seed(conninfo: str = "", bodies: Sequence[Body] | None = None) -> dict[str, 
             "VALUES (%s, %s, %s, %s, %s, %s)",
             (catalog.GENERATOR_VERSION, catalog.SEED, digest, len(services), published, len(bodies)),
         )
+    with psycopg.connect(conninfo, autocommit=True) as conn:  # planner statistics now, not when autovacuum wakes
+        conn.execute("ANALYZE bodies, services")
     result = {"seeded": True, "digest": digest, "services": len(services), "published": published,
               "bodies": len(bodies)}
     log.info("catalog seeded", extra={"fields": result})

@@ -75,15 +75,15 @@ async def search(pool: AsyncConnectionPool, f: Filters, limit: int, offset: int)
                "AS query) qq "
                f"WHERE s.search @@ query AND {' AND '.join(where)} ORDER BY rank DESC, s.id "
                "LIMIT %(limit)s OFFSET %(offset)s")
-    else:
-        sql = (f"SELECT {SUMMARY}, NULL::real AS rank, count(*) OVER () AS total FROM services s "
+    else:  # browsing: the page walks the primary key; the total is a separate count (no window over everything)
+        sql = (f"SELECT {SUMMARY}, NULL::real AS rank, NULL::bigint AS total FROM services s "
                f"WHERE {' AND '.join(where)} ORDER BY s.id LIMIT %(limit)s OFFSET %(offset)s")
     # never prepared: a generic plan cannot see the tsquery and picks worse plans for broad queries (p99 x2)
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, args, prepare=False)
         rows = await cur.fetchall()
         total = rows[0]["total"] if rows else None
-        if total is None:  # empty page: count separately (an offset past the end still reports the total)
+        if total is None:  # browsing, or an empty page (an offset past the end still reports the total)
             if prefix:
                 await cur.execute(
                     "SELECT count(*) AS n FROM services s WHERE s.search @@ (to_tsquery('simple', %(prefix)s) || "

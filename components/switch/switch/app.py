@@ -307,8 +307,11 @@ def build_app(cfg: SwitchConfig) -> FastAPI:
 
 async def _dispatcher(sw: Switch) -> None:
     while True:
+        busy = False
         try:
-            await sw.dispatch_due()
+            got = await sw.dispatch_due()
+            busy = got["delivered"] > 0
         except Exception:  # keep delivering after transient database or network faults
             log.exception("callback dispatch failed")
-        await asyncio.sleep(sw.cfg.dispatch_interval_s)
+        if not busy:  # a full batch went out: look again at once
+            await asyncio.sleep(sw.cfg.dispatch_interval_s)
