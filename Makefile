@@ -19,7 +19,7 @@ status:
 	$(BIN)/govcloud status -s $(STACK)
 
 ## make test: everything CI runs — lint, unit, integration (podman) and the whole-platform e2e
-test: bootstrap lint test-unit test-integration
+test: bootstrap lint test-unit test-integration test-e2e
 
 lint:
 	$(BIN)/ruff check .

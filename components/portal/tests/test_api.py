@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import ADMIN
+from .conftest import ADMIN
 
 
 def names(r, lang: str = "en") -> list[str]:

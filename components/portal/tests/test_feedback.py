@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from portal.app import build_app
-from tests.conftest import ADMIN, ADMIN_TOKEN
+from .conftest import ADMIN, ADMIN_TOKEN
 
 
 def published_id(client: TestClient, **params: object) -> str:

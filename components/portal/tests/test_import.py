@@ -9,7 +9,7 @@ import json
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import ADMIN
+from .conftest import ADMIN
 
 CSV = {**ADMIN, "Content-Type": "text/csv"}
 JSONLD = {**ADMIN, "Content-Type": "application/ld+json"}

@@ -6,7 +6,7 @@ import base64
 import re
 
 from fastapi.testclient import TestClient
-from tests.conftest import ADMIN, ADMIN_TOKEN
+from .conftest import ADMIN, ADMIN_TOKEN
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
