@@ -121,6 +121,23 @@ class Restic:
     def dump(self, snapshot: str, filename: str, out: IO[bytes]) -> None:
         self._run("dump", snapshot, filename, stdout=out)
 
+    def measure(self, snapshot: str, filename: str) -> tuple[int, str]:
+        """Stream a stored file through restic (which checks every blob) and return its size and sha256."""
+        import hashlib
+
+        h, size = hashlib.sha256(), 0
+        proc = subprocess.Popen(["restic", "-q", "dump", snapshot, filename], env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            size += len(chunk)
+            h.update(chunk)
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.wait() != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise ResticError(f"restic dump {snapshot} {filename}: {lines[-1] if lines else proc.returncode}")
+        return size, h.hexdigest()
+
     def read(self, snapshot: str, filename: str) -> bytes:
         return self._run("dump", snapshot, filename).stdout
 

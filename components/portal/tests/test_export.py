@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pyshacl import validate
 from rdflib import Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF
+
 from .conftest import ADMIN
 
 SHAPES = Path(os.environ.get("GOVCLOUD_STANDARDS_DIR", Path(__file__).resolve().parents[4] / "shared" / "standards"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from portal.app import build_app
+
 from .conftest import ADMIN, ADMIN_TOKEN
 
 

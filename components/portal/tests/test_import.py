@@ -9,6 +9,7 @@ import json
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+
 from .conftest import ADMIN
 
 CSV = {**ADMIN, "Content-Type": "text/csv"}

@@ -6,6 +6,7 @@ import base64
 import re
 
 from fastapi.testclient import TestClient
+
 from .conftest import ADMIN, ADMIN_TOKEN
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
