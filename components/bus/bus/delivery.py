@@ -17,6 +17,8 @@ import base64
 import contextlib
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +39,7 @@ log = logging.getLogger("bus.delivery")
 class Delivery:
     def __init__(self, url: str, router: Router, registry: Registry, pool: AsyncConnectionPool, *,
                  prefix: str = "bus", max_attempts: int = 5, backoff: Sequence[float] = (1, 2, 5, 10, 30, 60),
-                 ack_wait: float = 30.0, batch: int = 32) -> None:
+                 ack_wait: float = 30.0, batch: int = 32, max_inflight: int = 256) -> None:
         self.url, self.router, self.registry, self.pool = url, router, registry, pool
         self.prefix, self.max_attempts, self.backoff, self.ack_wait, self.batch = (
             prefix, max_attempts, tuple(backoff), ack_wait, batch)
@@ -46,6 +48,11 @@ class Delivery:
         self.js: Any = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
+        self.max_inflight = max_inflight
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.trace: deque[tuple[float, str]] = deque(maxlen=64)  # recent consumer events, for diagnosis
+        self._t0 = time.monotonic()
 
     async def start(self) -> None:
         self.nc = await nats.connect(self.url, name="govcloud-bus", max_reconnect_attempts=-1)
@@ -64,10 +71,14 @@ class Delivery:
         self.router.enqueue = self.enqueue
         self._task = asyncio.create_task(self._consume(), name="bus-delivery")
 
+    def _note(self, event: str) -> None:
+        self.trace.append((round(time.monotonic() - self._t0, 3), event))
+
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in [self._task, *self._inflight]:
+            if task:
+                task.cancel()
+        await asyncio.gather(*(t for t in [self._task, *self._inflight] if t), return_exceptions=True)
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 5)  # in-flight messages are redelivered after ack_wait
@@ -88,11 +99,20 @@ class Delivery:
                            if k in (b"content-type", b"soapaction", b"accept")],
                "body": base64.b64encode(ex.body).decode()}
         subject = f"{self.prefix}.deliver.{ex.route.body}.{ex.route.system}.{ex.route.service}"
-        ack = await self.js.publish(subject, json.dumps(doc).encode(), headers={"Nats-Msg-Id": ex.message_id})
-        async with self.pool.connection() as conn:
-            await conn.execute("INSERT INTO async_messages (message_id, client, service, state) "
-                               "VALUES (%s, %s, %s, 'queued') ON CONFLICT DO NOTHING",
-                               (ex.message_id, ex.client_member, ex.route.key))
+        async with self.pool.connection() as conn:  # the row first: the consumer may take the message at once
+            cur = await conn.execute("INSERT INTO async_messages (message_id, client, service, state) "
+                                     "VALUES (%s, %s, %s, 'queued') ON CONFLICT DO NOTHING",
+                                     (ex.message_id, ex.client_member, ex.route.key))
+            new_row = cur.rowcount == 1
+        try:
+            ack = await self.js.publish(subject, json.dumps(doc).encode(), headers={"Nats-Msg-Id": ex.message_id})
+        except Exception as exc:
+            if new_row:
+                async with self.pool.connection() as conn:
+                    await conn.execute("DELETE FROM async_messages WHERE message_id = %s AND state = 'queued'",
+                                       (ex.message_id,))
+            raise Refused(503, "queue-unavailable", f"the message could not be queued: {exc}") from None
+        self._note("published")
         metrics.QUEUE_DEPTH.labels(self.stream).inc(0 if ack.duplicate else 1)
         return {"messageId": ex.message_id, "status": "queued", "duplicate": bool(ack.duplicate),
                 "streamSeq": ack.seq}
@@ -100,16 +120,35 @@ class Delivery:
     # ---- consume ------------------------------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        """Fetch and deliver concurrently (up to ``max_inflight``): a slow provider holds only its own messages."""
         while True:
+            await self._slots.acquire()  # a free slot before asking for more
+            self._slots.release()
             try:
-                msgs = await self.sub.fetch(self.batch, timeout=5.0)  # long poll, returns as soon as any arrive
+                # one at a time: a lingering pull returns on the first message (nats-py's batch fetch waits for
+                # the whole batch or the expiry), and delivery runs in tasks, so the loop is back at once
+                self._note("fetch")
+                msgs = await self.sub.fetch(1, timeout=5.0)
             except NatsTimeout:
+                self._note("fetch-timeout")
                 continue
-            except Exception:
+            except Exception as exc:
+                self._note(f"fetch-error {exc!r}")
                 log.exception("fetch from JetStream failed")
                 await asyncio.sleep(1.0)  # back off from a broken connection (not synchronisation)
                 continue
-            await asyncio.gather(*(self._handle(m) for m in msgs))
+            self._note(f"fetched {len(msgs)}")
+            for m in msgs:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._one(m))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    async def _one(self, msg: Any) -> None:
+        try:
+            await self._handle(msg)
+        finally:
+            self._slots.release()
 
     async def _state(self, message_id: str) -> str | None:
         async with self.pool.connection() as conn:
@@ -139,15 +178,19 @@ class Delivery:
             async with self.pool.connection() as conn:
                 row = await (await conn.execute("SELECT state, attempts, last_error FROM async_messages "
                                                 "WHERE message_id = %s", (message_id,))).fetchone()
-            raise TimeoutError(f"{message_id} not in {sorted(states)} after {timeout} s: {row}") from None
+            raise TimeoutError(f"{message_id} not in {sorted(states)} after {timeout} s: {row}; "
+                               f"recent events {list(self.trace)[-20:]}") from None
 
     async def _handle(self, msg: Any) -> None:
+        self._note("handle")
         attempt = msg.metadata.num_delivered
         message_id = msg.headers.get("Nats-Msg-Id", "") if msg.headers else ""
         try:
             doc = json.loads(msg.data)
             message_id = doc.get("messageId", message_id)  # replays carry another Nats-Msg-Id
-            if await self._state(message_id) == "delivered":  # the ack was lost: never deliver twice
+            state = await self._state(message_id)
+            self._note(f"state {message_id} {state}")
+            if state == "delivered":  # the ack was lost: never deliver twice
                 await msg.ack()
                 return
             body, system, service = doc["service"].split("/")
@@ -162,6 +205,7 @@ class Delivery:
             ex = Exchange(route, doc["client"], doc["method"], doc["path"], doc["query"],
                           [(k.encode("latin1"), v.encode("latin1")) for k, v in doc["headers"]],
                           base64.b64decode(doc["body"]), doc["soap"], doc["correlationId"], message_id)
+            self._note(f"exchange {message_id}")
             try:
                 result = await self.router.exchange(ex)
                 status, error = result.status, (None if result.status < 400 else result.body.decode()[:500])
@@ -191,10 +235,12 @@ class Delivery:
                 await self._set(message_id, "retrying", attempt, f"{type(exc).__name__}: {exc}")
 
     async def _dead(self, msg: Any, doc: dict[str, Any], message_id: str, attempt: int, reason: str) -> None:
+        self._note(f"dead {message_id}")
         subject = msg.subject.replace(f"{self.prefix}.deliver.", f"{self.prefix}.dead.", 1)
         await self.js.publish(subject, msg.data, headers={
             "Nats-Msg-Id": f"{message_id}:dead:{msg.metadata.sequence.stream}", "Bus-Message-Id": message_id,
             "Bus-Reason": reason[:1000], "Bus-Attempts": str(attempt)})
+        self._note(f"dlq published {message_id}")
         await msg.term()
         await self._set(message_id, "dead", attempt, reason)
         metrics.DELIVERIES.labels("dead").inc()

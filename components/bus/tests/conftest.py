@@ -54,11 +54,11 @@ class NatsServer:
     proc: subprocess.Popen[bytes]
 
 
-def start_nats(store: Path) -> NatsServer:
+def start_nats(store: Path, ports: list[int] | None = None) -> NatsServer:
     """Run the nats component's command (components/nats/component.yaml) with the contract's environment."""
     spec = yaml.safe_load((REPO / "components" / "nats" / "component.yaml").read_text())
-    ports = []
-    for _ in range(2):
+    ports = list(ports or [])
+    while len(ports) < 2:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
