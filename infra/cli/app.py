@@ -40,7 +40,8 @@ def up(stack: str = StackOpt) -> None:
 
 
 @app.command()
-def down(stack: str = StackOpt, volumes: bool = typer.Option(False, "--volumes", help="also delete data and secrets")) -> None:
+def down(stack: str = StackOpt,
+         volumes: bool = typer.Option(False, "--purge", "--volumes", help="also delete data, secrets and state")) -> None:
     """Stop the stack (data kept unless --volumes)."""
     rt = _runtime(stack)
     with progress(f"down {stack}") as say:

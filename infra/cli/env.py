@@ -33,6 +33,10 @@ def create(name: str, base: str = typer.Option("ci", "--from", help="base stack"
     model = load_stack(name)
     try:
         with progress(f"env {name}") as say:
+            if rec.target == "openstack":
+                from infra.ops.pulumi_stack import up_cloud_stack
+
+                up_cloud_stack(model, say)  # the cloud first; workloads follow with `govcloud deploy`
             statuses = runtime_for(model).up(say)
     except BaseException:
         out.print(f"environment {name} did not come up; it is kept for inspection: "
@@ -94,8 +98,8 @@ def destroy(name: str) -> None:
         raise typer.Exit(1)
 
 
-@env_app.command("expire")
-def expire(dry_run: bool = typer.Option(False, "--dry-run")) -> None:
+@env_app.command("gc")
+def gc(dry_run: bool = typer.Option(False, "--dry-run")) -> None:
     """Destroy every environment whose TTL has passed (run it from cron or CI)."""
     from infra.ops import envs
 

@@ -110,6 +110,10 @@ def create(name: str, base: str, ttl: str, target: str | None = None) -> EnvReco
     ttl_s = parse_ttl(ttl)
     values: dict[str, Any] = dict(config_values(stack_file(base)))
     values["target"] = target or values.get("target", "local")
+    if values["target"] == "openstack":
+        from infra.ops.pulumi_stack import require_cli
+
+        require_cli()  # up front: nothing is written when the cloud path cannot run
     now = datetime.now(UTC).replace(microsecond=0)
     values["labels"] = {**(values.get("labels") or {}), "govcloud.env": name,
                         "govcloud.expires": (now + timedelta(seconds=ttl_s)).strftime("%Y%m%dT%H%M%SZ")}

@@ -19,14 +19,14 @@ class CloudStackError(RuntimeError):
     pass
 
 
-def _require_cli() -> None:
+def require_cli() -> None:
     if shutil.which("pulumi") is None:
         raise CloudStackError("the Pulumi CLI is not installed on this machine: install it "
                               "(https://www.pulumi.com/docs/install/) to create or destroy OpenStack environments")
 
 
 def workspace_stack(model: StackModel) -> Any:
-    _require_cli()
+    require_cli()
     from pulumi import automation as auto
 
     stack = auto.create_or_select_stack(stack_name=model.name, work_dir=str(REPO_ROOT))

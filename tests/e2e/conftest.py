@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-
-from infra.model import load_stack, state_root
-from infra.model.loader import REPO_ROOT
-
-PORT_OFFSET = 5000
 
 
 def govcloud(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -57,19 +50,17 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture
 def platform_stack() -> Iterator[str]:
-    """A stack file derived from `ci` (own name, ports shifted by PORT_OFFSET) in the state's envs folder."""
-    name = f"e2e-{secrets.token_hex(3)}"
-    doc = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.ci.yaml").read_text())
-    doc["config"]["govcloud:local"] = {"portOffset": PORT_OFFSET}
-    envs = state_root() / "envs"
-    envs.mkdir(parents=True, exist_ok=True)
-    stack_file = envs / f"Pulumi.{name}.yaml"
-    stack_file.write_text(yaml.safe_dump(doc))
-    load_stack(name)
+    """The platform as CI runs it: an ephemeral environment from `ci`, destroyed even when the test fails."""
+    from infra.ops import envs
+
+    name = f"e2e-{os.environ.get('CI_JOB_ID', secrets.token_hex(3))[-8:]}"
+    if name in [r.name for r in envs.records()]:  # a previous run of the same job was killed
+        govcloud("env", "destroy", name)
+    created = govcloud_json("env", "create", name, "--from", "ci", "--ttl", "1h")
+    assert isinstance(created, dict) and created["name"] == name
     yield name
-    down = govcloud("down", "-s", name, "--volumes", check=False)
+    destroyed = govcloud("env", "destroy", name, check=False)
     left = podman_objects(name)
-    stack_file.unlink(missing_ok=True)
-    shutil.rmtree(Path(os.environ["GOVCLOUD_BACKUP_DIR"]) / name, ignore_errors=True)
-    assert down.returncode == 0, down.stderr
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     assert left == {"pod": [], "container": [], "volume": [], "secret": []}, left
+    assert envs.leftovers(name) == []

@@ -22,8 +22,10 @@ def test_create_list_destroy_leaves_nothing() -> None:
         listed = {r["name"]: r for r in json.loads(govcloud("env", "list", "--json").stdout)}
         assert listed[a]["status"] == "ready" and listed[b]["status"] == "ready"
         assert 0 < listed[a]["ttl_left_s"] <= 1800
-        health = govcloud("status", "-s", b, "--json")
-        assert '"ready": false' not in health.stdout
+        govcloud("env", "destroy", a)
+        assert envs.leftovers(a) == []
+        other = govcloud("status", "-s", b, "--json")  # destroying one leaves the other untouched
+        assert '"ready": false' not in other.stdout
     finally:
         for name in (a, b):
             if name in [r.name for r in envs.records()]:

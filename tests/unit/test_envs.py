@@ -65,3 +65,44 @@ def test_unknown_base_leaves_nothing(state: Path) -> None:
 def test_destroy_unknown_environment() -> None:
     with pytest.raises(envs.EnvError, match="does not exist"):
         envs.destroy("ci-none", print)
+
+
+def test_openstack_environment_without_pulumi_cli_fails_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.ops import pulumi_stack
+
+    monkeypatch.setattr(pulumi_stack.shutil, "which", lambda _name: None)
+    with pytest.raises(pulumi_stack.CloudStackError, match="the Pulumi CLI is not installed"):
+        envs.create("ci-cloud", "staging", "1h")
+    assert envs.records() == []
+
+
+class FakeStack:
+    """Pulumi's Automation API stack object, as far as destroy uses it (the CLI boundary)."""
+
+    def __init__(self, pending: list[dict]) -> None:
+        from pulumi import automation as auto
+
+        self.deployment = auto.Deployment(version=3, deployment={"resources": [], "pending_operations": pending})
+        self.calls: list[str] = []
+        self.imported: dict | None = None
+
+    def export_stack(self):  # type: ignore[no-untyped-def]
+        self.calls.append("export")
+        return self.deployment
+
+    def import_stack(self, deployment) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append("import")
+        self.imported = deployment.deployment
+
+
+def test_pending_operations_are_cleared_and_reported() -> None:
+    from infra.ops.pulumi_stack import clear_pending
+
+    stack = FakeStack([{"type": "creating", "resource": {"urn": "urn:pulumi:ci::govcloud::openstack:Port::p1"}}])
+    said: list[str] = []
+    cleared = clear_pending(stack, said.append)
+    assert cleared == ["creating urn:pulumi:ci::govcloud::openstack:Port::p1"]
+    assert stack.imported is not None and stack.imported["pending_operations"] == []
+    assert any("clearing pending operation" in line for line in said)
+    clean = FakeStack([])
+    assert clear_pending(clean, said.append) == [] and clean.calls == ["export"]

@@ -1,0 +1,54 @@
+"""Environment lifecycle overhead: `env create`/`env destroy` beside `up`/`down --purge` of the same stack.
+
+Both sides start from built images (a warm-up `up` builds them), on the same machine in the same run, so the
+ratios are the overhead the environment machinery adds. Goals (issue 12): create <= 1.2x up; destroy <= 10 s.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def govcloud(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    os.environ.setdefault("GOVCLOUD_STATE_DIR", tempfile.mkdtemp(prefix="bench-env-"))
+    os.environ.setdefault("GOVCLOUD_BACKUP_DIR", os.path.join(os.environ["GOVCLOUD_STATE_DIR"], "backups"))
+    envs = Path(os.environ["GOVCLOUD_STATE_DIR"]) / "envs"
+    envs.mkdir(parents=True, exist_ok=True)
+    plain = f"benchbase-{secrets.token_hex(2)}"
+    doc = yaml.safe_load((ROOT / "stacks/Pulumi.ci.yaml").read_text())
+    doc["config"]["govcloud:local"] = {"portOffset": 39000}
+    (envs / f"Pulumi.{plain}.yaml").write_text(yaml.safe_dump(doc))
+    try:
+        govcloud("up", "-s", plain)  # warm-up: images built, caches warm
+        govcloud("down", "-s", plain, "--purge")
+        up = govcloud("up", "-s", plain)
+        down = govcloud("down", "-s", plain, "--purge")
+        env = f"bench-{secrets.token_hex(2)}"
+        create = govcloud("env", "create", env, "--from", "ci", "--ttl", "30m")
+        destroy = govcloud("env", "destroy", env)
+    finally:
+        (envs / f"Pulumi.{plain}.yaml").unlink(missing_ok=True)
+    print(f"up (baseline)      {up:6.1f} s")
+    print(f"env create         {create:6.1f} s   ratio {create / up:4.2f}x   (goal <= 1.2x)")
+    print(f"down --purge       {down:6.1f} s")
+    print(f"env destroy        {destroy:6.1f} s   ratio {destroy / down:4.2f}x   (goal: destroy <= 10 s)")
+
+
+if __name__ == "__main__":
+    main()
