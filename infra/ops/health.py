@@ -39,7 +39,8 @@ def backups_layer(model: StackModel) -> list[Check]:
     from infra.ops.restic import ResticError
 
     try:
-        newest = latest(open_repository(model), model)
+        repo = open_repository(model)
+        newest = latest(repo, model) if repo.exists() else {}
     except ResticError as exc:
         return [Check("backups", "repository", DEGRADED, str(exc))]
     checks = []

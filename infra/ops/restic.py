@@ -50,9 +50,11 @@ class Restic:
             raise ResticError(f"restic {args[0]} ({self.repository}): {err[-1] if err else proc.returncode}")
         return proc
 
+    def exists(self) -> bool:
+        return self._run("cat", "config", check=False).returncode == 0
+
     def init_if_needed(self) -> bool:
-        probe = self._run("cat", "config", check=False)
-        if probe.returncode == 0:
+        if self.exists():
             return False
         self._run("init")
         return True

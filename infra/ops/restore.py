@@ -79,8 +79,9 @@ def _snapshots_for(repo: Restic, model: StackModel, component: str, kind: str) -
     facts = None
     if kind == "database":
         run = snap.tag("run")
-        facts = next((s for s in repo.snapshots([f"govcloud-stack={model.name}", f"component={component}",
-                                                 "kind=facts"]) if s.tag("run") == run), None)
+        same_run = [s for s in repo.snapshots([f"govcloud-stack={model.name}", f"component={component}",
+                                              "kind=facts"]) if s.tag("run") == run]
+        facts = same_run[-1] if same_run else None
         if facts is None:
             raise BackupError(f"{component}: snapshot {snap.id} has no facts to verify against; take a new backup")
     return snap, facts
