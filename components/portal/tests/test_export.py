@@ -16,7 +16,7 @@ from rdflib.namespace import RDF
 
 from .conftest import ADMIN
 
-SHAPES = Path(os.environ.get("GOVCLOUD_STANDARDS_DIR", Path(__file__).resolve().parents[4] / "shared" / "standards"))
+SHAPES = Path(os.environ.get("GOVCLOUD_STANDARDS_DIR", Path(__file__).resolve().parent / "standards"))
 SHAPES_FILE = SHAPES / "cpsv-ap-3.2.0-SHACL.ttl"
 CPSV = Namespace("http://purl.org/vocab/cpsv#")
 CV = Namespace("http://data.europa.eu/m8g/")
