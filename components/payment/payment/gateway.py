@@ -14,13 +14,14 @@ from typing import Any, Literal
 
 import httpx
 import psycopg
+from govcloud_common import signing
 from prometheus_client import Counter, Histogram
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from payment import ledger, notify, signing
+from payment import ledger, notify
 from payment.fees import FeeSource, FeeSourceError, UnknownService
 from payment.receipts import ReceiptSigner, make_receipt
 

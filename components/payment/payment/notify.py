@@ -24,11 +24,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from govcloud_common import signing
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-
-from payment import signing
 
 HEADER = "X-Payment-Signature"
 PORTAL_PATH = "/api/payments/notifications"

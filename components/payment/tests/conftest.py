@@ -24,9 +24,8 @@ import psycopg
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
-from govcloud_common import db
+from govcloud_common import db, signing
 from govcloud_common.testing import PgServer
-from payment import signing
 from payment.app import build_app
 from payment.fees import PortalFeeSource
 from payment.gateway import Gateway, PaymentConfig

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from payment import signing
+from govcloud_common import signing
 from payment.notify import HEADER, BusNotify
 
 pytestmark = pytest.mark.asyncio

@@ -18,13 +18,12 @@ from typing import Any, Literal
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from govcloud_common import signing
 from govcloud_common.service import create_app
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field, ValidationError
-
-from switch import signing
 
 log = logging.getLogger("switch")
 Clock = Callable[[], datetime]

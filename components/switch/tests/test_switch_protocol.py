@@ -15,9 +15,8 @@ import httpx
 import psycopg
 import pytest
 import pytest_asyncio
-from govcloud_common import db
+from govcloud_common import db, signing
 from govcloud_common.testing import PgServer
-from switch import signing
 from switch.app import CALLBACK_PATH, SwitchConfig, build_app
 
 KEY, ADMIN = "k3y", "adm"

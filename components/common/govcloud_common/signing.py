@@ -1,4 +1,4 @@
-"""HMAC-SHA256 message signatures of the switch protocol (see PROTOCOL.md, "Signatures").
+"""HMAC-SHA256 message signatures of the switch protocol (components/switch/PROTOCOL.md, "Signatures"); shared by the switch and payment.
 
 ``X-Switch-Signature: t=<unix seconds>,v1=<hex hmac-sha256(key, "<t>.<METHOD>.<path>." + body)>``
 """
