@@ -45,5 +45,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 
-.venv/bin/pip install -q -c constraints.txt -e '.[dev]' -r components/requirements.txt
+# (this machine's pip.conf names local mirrors that may not exist: drop that noise, keep real errors)
+.venv/bin/pip install -q -c constraints.txt -e '.[dev]' -r components/requirements.txt 2>&1 \
+  | { grep -v "^WARNING: Location 'file:" || true; }
 echo "bootstrap: host ready ($(podman --version), $(.venv/bin/python --version))"

@@ -359,7 +359,9 @@ class KubernetesRuntime:
                 if action != "unchanged":
                     say(f"{ref(doc)} {action}{' (dry run)' if dry_run else ''}")
             if step >= 2 and not dry_run:
-                self._wait_rollouts([d for d in batch if d["kind"] == "Deployment"], say)
+                deployments = [d for d in batch if d["kind"] == "Deployment"]
+                self._bootstrap(deployments, say)
+                self._wait_rollouts(deployments, say)
         if prune:
             wanted = {_key(d) for d in docs}
             for item in reversed(self.owned()):
@@ -432,25 +434,59 @@ class KubernetesRuntime:
             return f"https://{hostname(self.model, spec)}"
         return f"{'http' if port == 'http' else port}://{names.host(self.model, component)}:{spec.ports[port]}"
 
-    def _ready_pod(self, component: str) -> str:
+    def _ready_pod(self, component: str, ready: bool = True) -> str:
+        """A pod of the component that is Ready (or, with ``ready=False``, whose container runs)."""
         ns = names.namespace(self.model, component)
         pods = self._list("v1", "Pod", f"app.kubernetes.io/instance={names.workload(self.model, component)}", ns)
         for pod in pods:
-            conds = (pod.get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            status = pod.get("status") or {}
+            conds = status.get("conditions") or []
+            if ready and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
                 return str(pod["metadata"]["name"])
-        raise DeployError([f"{component}: no ready pod in namespace {ns}"])
+            running = [c for c in status.get("containerStatuses") or [] if "running" in (c.get("state") or {})]
+            if not ready and running:
+                return str(pod["metadata"]["name"])
+        raise DeployError([f"{component}: no {'ready' if ready else 'running'} pod in namespace {ns}"])
+
+    def _bootstrap(self, deployments: list[Doc], say: Progress) -> None:
+        """Contract bootstrap hooks (idempotent) run in a running pod before readiness is awaited, as locally:
+        a component may only become ready once bootstrapped (the CA's hierarchy)."""
+        specs = load_components()
+        for doc in deployments:
+            spec = specs[component_of(doc)]
+            if not spec.bootstrap:
+                continue
+            deadline = self.clock() + self.rollout_timeout
+            while True:
+                try:
+                    pod = self._ready_pod(spec.name, ready=False)
+                    break
+                except DeployError:
+                    try:  # a rollout that has already failed says why better than "no running pod"
+                        rollout_state(self._get(doc) or {})
+                    except _RolloutFailed as exc:
+                        raise DeployError([self._rollout_line(doc, str(exc))]) from None
+                    if self.clock() >= deadline:
+                        raise DeployError([self._rollout_line(doc, "no running pod to bootstrap in "
+                                                                   f"{self.rollout_timeout:.0f}s")]) from None
+                    self.sleep(self.poll)
+            say(f"{spec.name}: bootstrap in {pod}")
+            result = self.exec(spec.name, spec.bootstrap, pod=pod)
+            if result.returncode != 0:
+                err = result.stderr.decode(errors="replace").strip().splitlines()
+                raise DeployError([f"{spec.name}: bootstrap {' '.join(spec.bootstrap)} exited {result.returncode}: "
+                                   f"{err[-1] if err else 'no output'}"])
 
     def exec(self, component: str, command: list[str], stdin: IO[bytes] | None = None,
-             stdout: IO[bytes] | None = None) -> ExecResult:
-        """Run ``command`` in a ready pod of the component through the API's exec stream."""
+             stdout: IO[bytes] | None = None, pod: str | None = None) -> ExecResult:
+        """Run ``command`` in a ready pod of the component (or ``pod``) through the API's exec stream."""
         from kubernetes import client as k8s
 
         if self._stream is None:
             from kubernetes.stream import stream as _stream
 
             self._stream = _stream
-        pod = self._ready_pod(component)
+        pod = pod or self._ready_pod(component)
         core = k8s.CoreV1Api(getattr(self.client, "client", None))
         resp = self._stream(core.connect_get_namespaced_pod_exec, pod, names.namespace(self.model, component),
                             container=component, command=command, stdin=stdin is not None, stdout=True,

@@ -26,10 +26,25 @@ class Clock:
         self.now += seconds
 
 
-def runtime(stack: str, fake: FakeDynamicClient, tmp_path: Path, model=None) -> KubernetesRuntime:
+class BootstrapExec:
+    """The exec stream as bootstrap hooks see it: records each command, answers with an exit code."""
+
+    def __init__(self, code: int = 0) -> None:
+        self.code, self.calls = code, []
+
+    def __call__(self, fn, pod, namespace, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append((namespace, pod, kwargs["container"], kwargs["command"]))
+        stream = _CodeStream(kwargs["command"])
+        stream.code = self.code
+        return stream
+
+
+def runtime(stack: str, fake: FakeDynamicClient, tmp_path: Path, model=None, bootstrap=None) -> KubernetesRuntime:
     clock = Clock()
-    return KubernetesRuntime(model or load_stack(stack), client=fake, state=StackState(stack, root=tmp_path),
-                             images=images(stack), sleep=clock.sleep, clock=clock, rollout_timeout=30, poll=5)
+    rt = KubernetesRuntime(model or load_stack(stack), client=fake, state=StackState(stack, root=tmp_path),
+                           images=images(stack), sleep=clock.sleep, clock=clock, rollout_timeout=30, poll=5)
+    rt._stream = bootstrap or BootstrapExec()
+    return rt
 
 
 def say(lines: list[str]):
@@ -297,3 +312,28 @@ def test_exec_streams_into_a_ready_pod(stack: str, tmp_path: Path) -> None:
         runtime(stack, fake, tmp_path).deploy(say([]))
     with pytest.raises(DeployError, match="portal: no ready pod"):
         rt.exec("portal", ["true"])
+
+
+def test_bootstrap_hooks_run_in_a_running_pod_before_readiness(stack: str, tmp_path: Path) -> None:
+    fake, hooks = FakeDynamicClient(), BootstrapExec()
+    runtime(stack, fake, tmp_path, bootstrap=hooks).deploy(say([]))
+    expected = {name for name, spec in specs(stack).items() if spec.bootstrap}
+    assert expected and {ns.removeprefix(f"{stack}-") for ns, _, _, _ in hooks.calls} == expected
+    for ns, pod, container, command in hooks.calls:
+        assert pod.startswith(ns) and command == specs(stack)[container].bootstrap
+
+
+def test_failing_bootstrap_stops_the_deploy_with_the_component_named(stack: str, tmp_path: Path) -> None:
+    with pytest.raises(DeployError) as err:
+        runtime(stack, FakeDynamicClient(), tmp_path, bootstrap=BootstrapExec(code=4)).deploy(say([]))
+    assert "bootstrap" in err.value.lines[0] and "exited 4" in err.value.lines[0]
+
+
+class _CodeStream(FakeExecStream):
+    """FakeExecStream with a chosen exit code (BootstrapExec above builds these at call time)."""
+
+    code = 0
+
+    @property
+    def returncode(self) -> int:
+        return self.code
