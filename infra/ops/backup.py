@@ -158,8 +158,15 @@ def run_backup(model: StackModel, runtime: Runtime, say: Progress, only: str | N
         say(f"{item.key}: {'ok ' + result.snapshot if result.ok else 'FAILED ' + result.error}")
         results.append(result)
     if all(r.ok for r in results):
-        r = model.backup.retention
-        repo.apply_retention(r.daily, r.weekly, r.monthly)
+        keep = model.backup.retention
+        retention = ItemResult(Item("govcloud", "retention", ""), True)
+        try:
+            repo.unlock_stale()  # locks left by a killed run would block forget/prune forever
+            repo.apply_retention(keep.daily, keep.weekly, keep.monthly)
+        except ResticError as exc:
+            retention.ok, retention.error = False, str(exc)
+            say(f"retention: FAILED {exc}")
+        results.append(retention)
     return results
 
 

@@ -146,6 +146,10 @@ class Restic:
     def forget(self, snapshot: str) -> None:
         self._run("forget", snapshot)
 
+    def unlock_stale(self) -> None:
+        """Remove locks whose process is gone (restic's own check); live locks are kept."""
+        self._run("unlock")
+
     def apply_retention(self, daily: int, weekly: int, monthly: int) -> None:
         self._run("forget", "--group-by", "tags", "--keep-daily", str(daily), "--keep-weekly", str(weekly),
                   "--keep-monthly", str(monthly), "--keep-last", "1", "--prune")

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from infra.contract import load_components
+from infra.contract import ComponentSpec, load_components
 from infra.model import StackModel
 from infra.ops.backup import PG_TOOL, BackupError, latest, plan, run_backup
 from infra.ops.repository import open_repository
@@ -59,6 +59,18 @@ def _pipe_snapshot(repo: Restic, snap: Snapshot, filename: str, runtime: Runtime
     if error:
         return 1, b"", error[0].encode()
     return result.returncode, result.stdout, result.stderr
+
+
+def _component_verify(runtime: Runtime, spec: ComponentSpec, database: str) -> str:
+    """The component's own verification (contract ``backup.verify``) run against the restored copy:
+    its PG* environment points it at the scratch database, which its role owns. Empty when it passes."""
+    if not spec.backup:
+        return ""
+    result = runtime.exec(spec.name, ["env", f"PGDATABASE={database}", *spec.backup.verify])
+    if result.returncode == 0:
+        return ""
+    lines = (result.stdout + result.stderr).decode(errors="replace").strip().splitlines()
+    return f"{' '.join(spec.backup.verify)} failed on the restored copy: {lines[-1][:300] if lines else result.returncode}"
 
 
 def compare_facts(expected: dict[str, dict[str, object]], actual: dict[str, dict[str, object]]) -> str:
@@ -108,13 +120,15 @@ def drill(model: StackModel, runtime: Runtime, say: Progress, only: str | None =
                 if code != 0:
                     raise BackupError(f"restore into {scratch} failed: {err.decode(errors='replace').strip()[-300:]}")
                 got = runtime.exec("postgres", [PG_TOOL, "facts", scratch])
+                semantic = _component_verify(runtime, spec, scratch)  # e.g. the ledger balances, the CA signs
                 runtime.exec("postgres", [PG_TOOL, "drop", scratch])
                 expected = json.loads(repo.read(facts_snap.id, f"{item.component}.facts.json"))
                 actual = json.loads(got.stdout)
-                diff = compare_facts(expected, actual)
+                diff = compare_facts(expected, actual) or semantic
                 rows = sum(int(str(v["rows"])) for v in actual.values())
+                verified = "facts match" + (f"; {' '.join(spec.backup.verify[-2:])} ok" if spec.backup else "")
                 results.append(DrillResult(item.component, item.kind, not diff, snap.id,
-                                           time.monotonic() - start, rpo, len(actual), rows, diff or "facts match"))
+                                           time.monotonic() - start, rpo, len(actual), rows, diff or verified))
             else:
                 # a hook's restore writes into the live component, so a drill proves the stream itself:
                 # restic decrypts and checks every blob of it; the component's verify runs after a real restore
