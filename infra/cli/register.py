@@ -13,3 +13,4 @@ def all_commands(app: typer.Typer) -> None:
     env.register(app)  # ephemeral environments: env create/list/destroy/expire
     deploy.register(app)  # workloads on clusters: deploy, diff
     cluster.register(app)  # hosts: inventory, cluster ...
+    __import__("infra.cli.bundle").cli.bundle.register(app)  # air-gapped: bundle create/verify/install

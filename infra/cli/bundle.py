@@ -1,0 +1,84 @@
+"""Air-gapped install bundles: ``bundle create``, ``bundle verify``, ``bundle install`` (docs/airgap.md)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import typer
+
+from infra.cli.common import StackOpt, console, out, progress
+
+bundle_app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def _fail(lines: list[str]) -> None:
+    for line in lines:
+        console.print(f"[red]error[/red]: {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@bundle_app.command("create")
+def create_cmd(stack: str = StackOpt,
+               output: Path | None = typer.Option(None, "--output", "-o", help="archive (.tar.zst or .tar.gz)"),
+               host_packages: bool = typer.Option(True, "--host-packages/--no-host-packages",
+                                                  help="include bootstrap-host.sh's Debian packages as .debs")) -> None:
+    """Build (or reuse) every image of the stack and write one archive with all an offline install needs."""
+    from infra.bundle import BundleError, create
+    from infra.bundle.build import govcloud_version
+    from infra.manifests.workloads import stack_components
+    from infra.model import load_stack
+
+    specs = stack_components(load_stack(stack))
+    path = (output or Path(f"govcloud-bundle-{stack}-{govcloud_version()}.tar.zst")).resolve()
+    try:
+        with progress(f"bundle create {stack}") as say:
+            made = create(stack, specs, path, say, with_debs=host_packages)
+    except BundleError as exc:
+        _fail(exc.lines)
+    out.print(f"{made.path}: {made.bytes / 1e6:.1f} MB, {made.images} image(s), {made.wheels} wheel(s), "
+              f"{made.debs} deb(s) in {made.seconds:.1f}s")
+
+
+@bundle_app.command("verify")
+def verify_cmd(file: Path = typer.Argument(..., help="the bundle archive")) -> None:
+    """Checksums of every file, manifest, and completeness against this checkout; exit 2 on any problem."""
+    from infra.bundle import BundleError, verify
+
+    try:
+        with progress(f"bundle verify {file}") as say:
+            say("reading and hashing every file")
+            manifest = verify(file)
+    except BundleError as exc:
+        _fail(exc.lines)
+    out.print(f"{file}: ok (govcloud {manifest['govcloud']}, stack {manifest['stack']}, "
+              f"{len(manifest['images'])} image(s), {len(manifest['wheels'])} wheel(s), {len(manifest['debs'])} deb(s))")
+
+
+@bundle_app.command("install")
+def install_cmd(file: Path = typer.Argument(..., help="the bundle archive"),
+                venv: Path | None = typer.Option(None, "--venv", help="also install the wheels offline into this venv"),
+                host_packages: bool = typer.Option(False, "--host-packages",
+                                                   help="run apt-get install from the bundle's .debs (root)"),
+                workdir: Path | None = typer.Option(None, "--workdir", help="where the bundle is unpacked")) -> None:
+    """Verify, load the images (content tags: `govcloud up` builds nothing), optionally wheels and .debs."""
+    from infra.bundle import BundleError, install
+    from infra.model import state_root
+
+    where = (workdir or state_root() / "bundle").resolve()
+    try:
+        with progress(f"bundle install {file}") as say:
+            done = install(file, where, say, venv=venv, run_apt=host_packages)
+    except BundleError as exc:
+        _fail(exc.lines)
+    out.print(f"images: {len(done.loaded)} loaded, {len(done.present)} already present ({done.seconds:.1f}s)")
+    for ref in done.loaded:
+        out.print(f"  loaded {ref}")
+    if done.apt and not host_packages:
+        out.print("host packages (run as root, or re-run with --host-packages):")
+        for cmd in done.apt:
+            out.print("  " + shlex.join(cmd), soft_wrap=True, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bundle_app, name="bundle", help="air-gapped install bundles: create, verify, install")
