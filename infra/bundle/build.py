@@ -244,7 +244,7 @@ def apt_commands(debs_dir: Path, packages: list[str]) -> list[list[str]]:
     lists = debs_dir / ".apt-lists"
     sources = debs_dir / ".sources.list"
     opts = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={lists}"]
+            "-o", f"Dir::State::Lists={lists}", "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache="]
     return [["apt-get", *opts, "update"],
             ["apt-get", *opts, "install", "-y", "--no-install-recommends", *packages]]
 
@@ -277,7 +277,7 @@ def install(archive: Path, workdir: Path, say: Progress, venv: Path | None = Non
         apt = apt_commands(debs_dir, list(manifest.get("host_packages", [])))
         if run_apt:
             for cmd in apt:
-                say(f"apt-get {cmd[7]} (bundle index only)")
+                say(f"apt-get {cmd[11]} (bundle index only)")
                 _run(cmd, "apt-get", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     loaded, present = [], []
     for name, entry in manifest["images"].items():
