@@ -160,3 +160,16 @@ def test_cli_verify_exits_2_one_line_per_problem(tmp_path: Path) -> None:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert errors and all(len(e) < 300 for e in errors)
     assert any("stack t: not known in this checkout" in e for e in errors), proc.stderr
+
+
+def test_cli_install_refuses_a_tampered_bundle_before_loading(tmp_path: Path) -> None:
+    root = tmp_path / "content"
+    archive = fake_bundle(tmp_path)
+    (root / "images/base.tar").write_bytes(b"x" + (root / "images/base.tar").read_bytes()[1:])
+    pack(root, archive)
+    env = {**os.environ, "COLUMNS": "300"}
+    proc = subprocess.run([sys.executable, "-m", "infra.cli", "bundle", "install", str(archive), "--workdir",
+                           str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error: images/base.tar: checksum mismatch" in proc.stderr
+    assert "loaded" not in proc.stdout
