@@ -105,7 +105,7 @@ class Journey:
         if not isinstance(fee.get("amount"), int) or fee["amount"] <= 0:
             raise StepFailed(f"fee of {service['id']} is not a positive integer: {fee.get('amount')!r}")
         self.ctx.update(service=service["id"], body=fee.get("body_id") or service["body_id"], amount=fee["amount"])
-        return f"{service['id']} of {self.ctx['body']}, fee {fee['amount']} SYP ({page['total']} published)"
+        return f"{service['id']} of {self.ctx['body']}, fee {fee['amount']} SYP ({page['total']} published with a fee)"
 
     def create_order(self) -> str:
         channels = [c for c in self.call("GET", "payment", "/api/channels") if c.get("enabled")]
