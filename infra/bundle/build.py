@@ -269,7 +269,11 @@ def install(archive: Path, workdir: Path, say: Progress, venv: Path | None = Non
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     say(f"reading and verifying {archive}")
-    manifest = verify(archive, extract_to=workdir)
+    try:
+        manifest = verify(archive, extract_to=workdir)
+    except BundleError:
+        shutil.rmtree(workdir, ignore_errors=True)  # nothing of a refused bundle is kept or used
+        raise
     apt: list[list[str]] = []
     debs_dir = workdir / "debs"
     if manifest.get("debs"):

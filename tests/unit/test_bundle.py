@@ -173,3 +173,4 @@ def test_cli_install_refuses_a_tampered_bundle_before_loading(tmp_path: Path) ->
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "error: images/base.tar: checksum mismatch" in proc.stderr
     assert "loaded" not in proc.stdout
+    assert not (tmp_path / "w").exists()  # nothing of a refused bundle is kept
