@@ -18,7 +18,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from django_ca.models import CertificateAuthority  # noqa: E402
 from fastapi import FastAPI, Request, Response  # noqa: E402
-from govcloud_common.service import create_app  # noqa: E402
+from govcloud_common.service import background, create_app  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from ca import hierarchy, ocsp  # noqa: E402
@@ -100,14 +100,8 @@ def build(maintenance_interval: float | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_maintenance(interval)) if interval > 0 else None
-        try:
+        async with background((lambda: _maintenance(interval)) if interval > 0 else None):
             yield
-        finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
     app = create_app("ca", checks={"database": check_db, "cas": check_cas, "crl": check_crl,
                                          "bodies": check_bodies}, lifespan=lifespan)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,6 +17,19 @@ ReadyCheck = Callable[[], Awaitable[str | None]]  # returns None when ok, else t
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route"])
+
+
+@contextlib.asynccontextmanager
+async def background(run: Callable[[], Coroutine[Any, Any, None]] | None) -> AsyncIterator[None]:
+    """Run ``run()`` as a task for as long as the block lasts (an app's lifespan); cancel it on the way out."""
+    task = asyncio.create_task(run()) if run else None
+    try:
+        yield
+    finally:
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def create_app(component: str, checks: dict[str, ReadyCheck] | None = None, **kwargs: object) -> FastAPI:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from govcloud_common.service import create_app
+from govcloud_common.service import background, create_app
 from pydantic import BaseModel, Field, field_validator
 
 from payment.gateway import SLUG, TEXT, ApiError, Bill, Callback, Gateway, OrderRequest, PaymentConfig
@@ -71,14 +71,10 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gw.open()
-        task = asyncio.create_task(_workers(gw)) if cfg.run_workers else None
         try:
-            yield
+            async with background((lambda: _workers(gw)) if cfg.run_workers else None):
+                yield
         finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await gw.close()
 
     app = create_app("payment", checks={"database": db_check, "switch": switch_check}, lifespan=lifespan)

@@ -19,7 +19,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from govcloud_common import signing
-from govcloud_common.service import create_app
+from govcloud_common.service import background, create_app
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -225,14 +225,10 @@ def build_app(cfg: SwitchConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await sw.open()
-        task = asyncio.create_task(_dispatcher(sw)) if cfg.run_dispatcher else None
         try:
-            yield
+            async with background((lambda: _dispatcher(sw)) if cfg.run_dispatcher else None):
+                yield
         finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await sw.close()
 
     app = create_app("switch", checks={"database": db_check}, lifespan=lifespan)
