@@ -75,11 +75,18 @@ def create_app(component: str, checks: dict[str, ReadyCheck] | None = None, **kw
     return app
 
 
-def serve(app: FastAPI, port_name: str = "http", default_port: int = 8000) -> None:
-    """Run with uvicorn on the contract's bind address and port."""
+def serve(app: FastAPI | str, port_name: str = "http", default_port: int = 8000) -> None:
+    """Run with uvicorn on the contract's bind address and port.
+
+    ``app`` given as an import string (``"portal.app:app"``) may run in several processes sharing the
+    socket: the stack's ``workers`` setting (``GOVCLOUD_SETTING_WORKERS``, default 1) says how many. Background
+    tasks in the app's lifespan then run once per worker, so they must be safe to run concurrently.
+    """
     import uvicorn
 
     from govcloud_common.settings import Settings
 
     settings = Settings.from_env()
-    uvicorn.run(app, host=settings.bind, port=Settings.port(port_name, default_port), log_config=None, access_log=False)
+    workers = int(Settings.setting("workers", "1")) if isinstance(app, str) else 1
+    uvicorn.run(app, host=settings.bind, port=Settings.port(port_name, default_port), workers=workers,
+                log_config=None, access_log=False)
