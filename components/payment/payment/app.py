@@ -13,7 +13,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from govcloud_common.service import background, create_app
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from payment.gateway import SLUG, TEXT, ApiError, Bill, Callback, Gateway, OrderRequest, PaymentConfig
 
@@ -32,7 +32,10 @@ class ChannelIn(BaseModel):
 
 
 class ReconcileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     date: date
+    settlement_csv: str | None = Field(None, max_length=64 * 2**20, description=(
+        "the settlement file (CSV, PROTOCOL.md section 4) to match instead of fetching the switch's"))
 
     @field_validator("date")
     @classmethod
@@ -146,7 +149,7 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
     @app.post("/api/reconciliations", status_code=201)
     async def reconcile(body: ReconcileIn, request: Request) -> dict[str, Any]:
         admin(request)
-        return await gw.reconcile(body.date)
+        return await gw.reconcile(body.date, body.settlement_csv)
 
     @app.get("/api/reconciliations/{rid}")
     async def reconciliation(rid: Annotated[int, Path(ge=1, le=2**62)], request: Request) -> dict[str, Any]:

@@ -117,6 +117,38 @@ def body_hash(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+SETTLEMENT_COLUMNS = ("switch_ref", "rtp_id", "amount")
+
+
+class SettlementError(ValueError):
+    pass
+
+
+def parse_settlement(text: str) -> list[dict[str, Any]]:
+    """The settlement CSV (PROTOCOL.md §4) as rows ``{switch_ref, rtp_id, amount: int, line}``; the first problem
+    found is raised naming its line and column."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in SETTLEMENT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SettlementError(f"line 1: header lacks column(s) {', '.join(missing)} (expected "
+                              "switch_ref,rtp_id,amount,currency,status,decided_at)")
+    rows: list[dict[str, Any]] = []
+    for row in reader:
+        line = reader.line_num
+        if None in row or any(row.get(c) is None for c in SETTLEMENT_COLUMNS):
+            raise SettlementError(f"line {line}: expected {len(reader.fieldnames or [])} fields")
+        raw = (row["amount"] or "").strip()
+        if not raw.isascii() or not raw.isdigit() or int(raw) <= 0:
+            raise SettlementError(f"line {line}: amount {raw!r} is not a positive integer in minor units")
+        if row.get("currency", "SYP") != "SYP":
+            raise SettlementError(f"line {line}: currency {row['currency']!r} is not SYP")
+        for col in ("switch_ref", "rtp_id"):
+            if not row[col] or len(row[col]) > 64:
+                raise SettlementError(f"line {line}: {col} is empty or longer than 64 characters")
+        rows.append({"switch_ref": row["switch_ref"], "rtp_id": row["rtp_id"], "amount": int(raw), "line": line})
+    return rows
+
+
 class Gateway:
     def __init__(self, cfg: PaymentConfig) -> None:
         self.cfg = cfg
@@ -460,7 +492,8 @@ class Gateway:
 
     # -- reconciliation ---------------------------------------------------------------------------------------------
 
-    async def settlement(self, day: date) -> list[dict[str, str]]:
+    async def settlement(self, day: date) -> str:
+        """The switch's signed settlement file for ``day`` (CSV text)."""
         path = f"/v1/settlements/{day.isoformat()}"
         headers = {signing.HEADER: signing.sign(self.cfg.key, "GET", path, b"", self.now().timestamp())}
         try:
@@ -473,10 +506,24 @@ class Gateway:
                                 self.now().timestamp())
         if reason:
             raise ApiError(502, "settlement file signature invalid", reason)
-        return list(csv.DictReader(io.StringIO(resp.text)))
+        return resp.text
 
-    async def reconcile(self, day: date) -> dict[str, Any]:
-        rows = await self.settlement(day)
+    async def reconcile(self, day: date, uploaded: str | None = None) -> dict[str, Any]:
+        """Match the ledger's commits of ``day`` against the settlement file: the switch's (fetched and its
+        signature checked) or, with ``uploaded``, the CSV text an operator supplies (the file the switch delivered
+        out of band). Every line of the file is matched or listed as a mismatch; the run is recorded."""
+        if uploaded is None:
+            text, source = await self.settlement(day), "switch"
+            try:
+                rows = parse_settlement(text)
+            except SettlementError as exc:
+                raise ApiError(502, "the switch's settlement file is malformed", str(exc)) from None
+        else:
+            text, source = uploaded, "uploaded"
+            try:
+                rows = parse_settlement(text)
+            except SettlementError as exc:
+                raise ApiError(422, "invalid settlement file", str(exc)) from None
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -487,9 +534,16 @@ class Gateway:
                 " AND t.created_at >= %s AND t.created_at < %s", (ledger.RECEIVABLE, start, start + timedelta(days=1)))
             books = {r["order_id"]: r for r in await cur.fetchall()}
             mismatches: list[dict[str, Any]] = []
-            matched = 0
+            matched: list[dict[str, Any]] = []
+            seen: set[str] = set()
             for s in rows:
-                rtp_id = s["rtp_id"]
+                rtp_id, amount = s["rtp_id"], s["amount"]
+                if rtp_id in seen:
+                    mismatches.append({"kind": "duplicate_in_settlement", "order_id": rtp_id,
+                                       "switch_ref": s["switch_ref"], "switch_amount": amount, "ledger_amount": None,
+                                       "line": s["line"]})
+                    continue
+                seen.add(rtp_id)
                 mine = books.pop(rtp_id, None)
                 if mine is None:  # perhaps committed on another day
                     await cur.execute(
@@ -501,22 +555,26 @@ class Gateway:
                     await cur.execute("SELECT status FROM orders WHERE id = %s", (rtp_id,))
                     o = await cur.fetchone()
                     mismatches.append({"kind": "missing_in_ledger", "order_id": rtp_id, "switch_ref": s["switch_ref"],
-                                       "switch_amount": int(s["amount"]), "ledger_amount": None,
-                                       "order_status": o["status"] if o else None})
-                elif int(s["amount"]) != mine["amount"] or s["switch_ref"] != mine["switch_ref"]:
-                    mismatches.append({"kind": "amount_mismatch" if int(s["amount"]) != mine["amount"]
+                                       "switch_amount": amount, "ledger_amount": None,
+                                       "order_status": o["status"] if o else None, "line": s["line"]})
+                elif amount != mine["amount"] or s["switch_ref"] != mine["switch_ref"]:
+                    mismatches.append({"kind": "amount_mismatch" if amount != mine["amount"]
                                        else "reference_mismatch", "order_id": rtp_id, "switch_ref": s["switch_ref"],
-                                       "switch_amount": int(s["amount"]), "ledger_amount": mine["amount"]})
+                                       "switch_amount": amount, "ledger_amount": mine["amount"], "line": s["line"]})
                 else:
-                    matched += 1
+                    matched.append({"order_id": rtp_id, "switch_ref": s["switch_ref"], "amount": amount,
+                                    "line": s["line"]})
             for oid, mine in sorted(books.items()):
                 mismatches.append({"kind": "missing_in_settlement", "order_id": oid, "switch_ref": mine["switch_ref"],
-                                   "switch_amount": None, "ledger_amount": mine["amount"]})
-            await cur.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches) VALUES"
-                              " (%s, %s, %s, %s) RETURNING id", (day, self.now(), matched, Jsonb(mismatches)))
+                                   "switch_amount": None, "ledger_amount": mine["amount"], "line": None})
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            await cur.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches, source,"
+                              " settlement_sha256) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                              (day, self.now(), len(matched), Jsonb(mismatches), source, digest))
             rid = (await cur.fetchone() or {}).get("id")
-        return {"id": rid, "date": day.isoformat(), "settlement_rows": len(rows), "matched": matched,
-                "mismatches": mismatches}
+        return {"id": rid, "date": day.isoformat(), "source": source, "settlement_sha256": digest,
+                "settlement_rows": len(rows), "matched": len(matched), "mismatches": mismatches,
+                "matched_lines": matched}
 
     async def reconciliation(self, rid: int) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -525,7 +583,8 @@ class Gateway:
             r = await cur.fetchone()
         if not r:
             raise ApiError(404, "unknown reconciliation", str(rid))
-        return {"id": r["id"], "date": r["day"].isoformat(), "matched": r["matched"], "mismatches": r["mismatches"],
+        return {"id": r["id"], "date": r["day"].isoformat(), "source": r["source"],
+                "settlement_sha256": r["settlement_sha256"], "matched": r["matched"], "mismatches": r["mismatches"],
                 "created_at": _iso(r["created_at"])}
 
     async def ledger_check(self) -> dict[str, Any]:
