@@ -204,12 +204,31 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
 
 
 async def _workers(gw: Gateway) -> None:
-    while True:
-        try:
-            await gw.expire_due()
-            await gw.sync_overdue()
-            if gw.notifier:
-                await gw.notifier.deliver_due(gw.now())
-        except Exception:  # a transient database or network fault must not stop the workers for good
-            log.exception("background run failed")
-        await asyncio.sleep(gw.cfg.worker_interval_s)
+    """Expiry and overdue status queries every ``worker_interval_s``; notifications as soon as this process queued
+    one (woken by the callback that did), else every interval. Each runs in every uvicorn worker: the rows they take
+    are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent runs share the work and never do it twice."""
+
+    async def maintenance() -> None:
+        while True:
+            try:
+                await gw.expire_due()
+                await gw.sync_overdue()
+            except Exception:  # a transient database or network fault must not stop the workers for good
+                log.exception("background run failed")
+            await asyncio.sleep(gw.cfg.worker_interval_s)
+
+    async def notifications() -> None:
+        notifier = gw.notifier
+        assert notifier is not None
+        while True:
+            notifier.wake.clear()
+            try:
+                got = await notifier.deliver_due(gw.now())
+            except Exception:
+                log.exception("notification delivery failed")
+                got = {"delivered": 0}
+            if not got["delivered"]:  # nothing due (or a full batch went out: look again at once)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(notifier.wake.wait(), gw.cfg.worker_interval_s)
+
+    await asyncio.gather(maintenance(), *([notifications()] if gw.notifier else []))
