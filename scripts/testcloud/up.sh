@@ -337,7 +337,7 @@ C
   uwsgi_ini placement 8778 /usr/bin/placement-api 1 4 "OS_PLACEMENT_CONFIG_DIR=$ETC/placement" \
     | put "$ETC/placement/uwsgi.ini" placement 640 placement-api
   register placement:placement:http://127.0.0.1:8778
-  once placement-db-sync "$(pkgver placement-api)" runuser -u placement -- env OS_PLACEMENT_CONFIG_DIR="$ETC/placement" placement-manage db sync
+  once placement-db-sync "$(pkgver placement-api)" runuser -u placement -- placement-manage --config-file "$ETC/placement/placement.conf" db sync
   daemon placement-api placement /usr/bin/uwsgi_python3 --ini "$ETC/placement/uwsgi.ini"
 }
 

@@ -12,15 +12,15 @@ from neutron_lib.api.definitions import portbindings
 from neutron_lib.plugins.ml2 import api
 
 
-class AgentlessMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
-    def initialize(self) -> None:
+class AgentlessMechanismDriver(api.MechanismDriver):
+    def initialize(self):
         pass
 
     @property
-    def connectivity(self) -> str:
-        return portbindings.CONNECTIVITY_L2  # type: ignore[no-any-return]
+    def connectivity(self):
+        return portbindings.CONNECTIVITY_L2
 
-    def bind_port(self, context) -> None:  # type: ignore[no-untyped-def]
+    def bind_port(self, context):
         for segment in context.segments_to_bind:
             context.set_binding(segment[api.ID], portbindings.VIF_TYPE_OVS,
                                 {portbindings.CAP_PORT_FILTER: True, portbindings.OVS_HYBRID_PLUG: False},
