@@ -1,9 +1,9 @@
 """Pre-produced OCSP responses (RFC 6960 §2.4, RFC 5019): signed ahead of time, served as stored bytes.
 
 * **Produce**: a signed, nonce-less response per (issuing CA, serial, CertID hash: SHA-1 and SHA-256) is written
-  to ``govcloud_ca_ocsp_response`` when a certificate is issued or revoked (django-ca's post_issue_cert /
-  post_revoke_cert signals, so every signing path is covered) and re-signed by the maintenance job once half
-  its validity (the CA's ``ocsp_response_validity``, 1 h) has passed. Signed by the CA's OCSP delegate
+  to ``govcloud_ca_ocsp_response`` when a certificate is issued (django-ca's post_issue_cert, so every signing
+  path is covered; batched on a thread, milliseconds later) or revoked (post_revoke_cert, synchronously), and
+  re-signed by the maintenance job once half its validity (the CA's ``ocsp_response_validity``, 1 h) has passed. Signed by the CA's OCSP delegate
   (responder) certificate, exactly as django-ca's live responder does.
 * **Serve**: :class:`Front`, a plain ASGI layer in front of the application, parses the request
   (``load_der_ocsp_request``), checks the CertID's issuer hashes against the CA of the URL and answers from an
@@ -23,12 +23,13 @@ import base64
 import binascii
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,9 @@ CHANNEL = "govcloud_ca_ocsp"
 ACK_CHANNEL = "govcloud_ca_ocsp_ack"
 LISTENER_NAME = "govcloud-ca-ocsp-listener"
 ALGORITHMS: dict[str, hashes.HashAlgorithm] = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
+# produced at issuance: the SHA-1 CertID RFC 5019 requires of clients (openssl's default); a SHA-256 one is signed
+# on its first request and kept fresh from then on
+EAGER = ("sha1",)
 MAX_REQUEST = 16 * 1024
 RESIGN_MARGIN = timedelta(minutes=5)  # a stored response closer than this to nextUpdate is re-signed on read
 
@@ -146,11 +150,11 @@ class _Signer:
         signed = self.ca.ocsp_key_backend.sign_ocsp_response(self.ca, builder, self.responder.signature_hash_algorithm)
         return signed.public_bytes(Encoding.DER), next_update
 
-    def rows(self, cert: Any, now: datetime) -> list[Any]:
+    def rows(self, cert: Any, now: datetime, algorithms: Iterable[str] = ALGORITHMS) -> list[Any]:
         from ca.models import OcspResponse
 
         out = []
-        for algorithm in ALGORITHMS:
+        for algorithm in algorithms:
             der, next_update = self.sign(cert, algorithm, now)
             out.append(OcspResponse(ca_serial=self.ca.serial, serial=cert.serial, algorithm=algorithm,
                                     status="revoked" if cert.revoked else "good", der=der, this_update=now,
@@ -158,35 +162,104 @@ class _Signer:
         return out
 
 
-def _store(rows: list[Any]) -> None:
-    from ca.models import OcspResponse
+_UPSERT = ("INSERT INTO govcloud_ca_ocsp_response (ca_serial, serial, algorithm, status, der, this_update, "
+           "next_update) VALUES {} ON CONFLICT (ca_serial, serial, algorithm) DO UPDATE SET status = EXCLUDED.status, "
+           "der = EXCLUDED.der, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update "
+           # never over a newer answer: thisUpdate is taken before the certificate's state was read, so a response
+           # signed from a state read before a revocation cannot replace the revocation's own
+           "WHERE govcloud_ca_ocsp_response.this_update < EXCLUDED.this_update")
 
-    OcspResponse.objects.bulk_create(rows, update_conflicts=True, unique_fields=["ca_serial", "serial", "algorithm"],
-                                     update_fields=["status", "der", "this_update", "next_update"])
+
+_signers: dict[tuple[str, str], _Signer] = {}
+
+
+def _signer(ca: Any) -> _Signer:
+    """The CA's signer, reused while its responder certificate stays the same."""
+    pem = ((ca.ocsp_key_backend_options or {}).get("certificate") or {}).get("pem", "")
+    signer = _signers.get((ca.serial, pem))
+    if signer is None:
+        signer = _signers[(ca.serial, pem)] = _Signer(ca)
+    return signer
+
+
+def _store(rows: list[Any], notify: str | None = None) -> None:
+    """One statement (one round trip, atomic on its own): the upsert and, with ``notify``, the NOTIFY payload."""
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for r in rows:
+        params += [r.ca_serial, r.serial, r.algorithm, r.status, r.der, r.this_update, r.next_update]
+    sql = _UPSERT.format(values)
+    if notify:
+        sql = f"WITH up AS ({sql} RETURNING 1) SELECT pg_notify(%s, %s) FROM (SELECT count(*) FROM up) AS n"
+        params += [CHANNEL, notify]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
 
 
 def produce(cert: Any, notify: bool = False) -> str | None:
     """(Re-)sign and store this certificate's responses; with ``notify`` evict it on every worker at commit.
 
     Returns the notification token (for :func:`barrier`)."""
-    now = datetime.now(tz=UTC)
-    rows = _Signer(cert.ca).rows(cert, now)
+    rows = _signer(cert.ca).rows(cert, datetime.now(tz=UTC))
     token = secrets.token_hex(8) if notify else None
-    with transaction.atomic():
-        _store(rows)
-        if token:
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"{cert.ca.serial}:{cert.serial}:{token}"])
+    _store(rows, f"{cert.ca.serial}:{cert.serial}:{token}" if token else None)
     return token
 
 
+class Producer:
+    """Signs and stores the responses of newly issued certificates on a thread of its own, many per statement:
+    issuance does not wait for it. Until a row is written, a request for that certificate signs it on the spot
+    (:func:`lookup`), so the answer is never missing, only not yet pre-produced."""
+
+    def __init__(self, batch: int = 250) -> None:
+        self.batch = batch
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, cert: Any) -> None:
+        """``cert`` as just issued; its responses' thisUpdate is now (see _UPSERT)."""
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="ocsp-producer", daemon=True)
+                self.thread.start()
+        self.queue.put((cert, datetime.now(tz=UTC)))
+
+    def flush(self) -> None:
+        """Until everything submitted so far is stored (or failed and logged)."""
+        self.queue.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < self.batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                close_old_connections()
+                rows: list[Any] = []
+                for cert, issued_at in batch:
+                    try:
+                        rows += _signer(cert.ca).rows(cert, issued_at, EAGER)
+                    except ValueError as exc:  # no responder certificate yet (the CA's first delegate)
+                        log.info("OCSP responses not pre-produced: %s", exc)
+                if rows:
+                    _store(rows)
+            except Exception:
+                log.exception("pre-producing OCSP responses failed (they are signed on first request instead)")
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+
+
+producer = Producer()
+
+
 def on_issue(cert: Any, **_: Any) -> None:
-    try:
-        produce(cert)
-    except ValueError as exc:  # no responder certificate yet (the CA's first delegate is being issued)
-        log.info("OCSP responses not pre-produced: %s", exc)
-    except Exception:  # issuance stands; the first request (or the maintenance job) signs it instead
-        log.exception("pre-producing OCSP responses failed", extra={"fields": {"serial": cert.serial}})
+    """post_issue_cert: queued once the certificate is committed (never a "good" for a rolled-back issuance)."""
+    transaction.on_commit(lambda: producer.submit(cert))
 
 
 def on_revoke(cert: Any, **_: Any) -> None:
@@ -206,8 +279,8 @@ def on_revoke(cert: Any, **_: Any) -> None:
 
 
 def refresh(batch: int = 500) -> dict[str, int]:
-    """Re-sign every current certificate's responses that are missing or past half their validity (the
-    maintenance job). Returns CA name -> responses written."""
+    """The maintenance job: re-sign stored responses past half their validity and pre-produce the SHA-1 one
+    (:data:`EAGER`) of every current certificate that has none. Returns CA name -> responses written."""
     from django_ca.models import Certificate, CertificateAuthority
 
     from ca.hierarchy import ISSUING
@@ -216,29 +289,30 @@ def refresh(batch: int = 500) -> dict[str, int]:
     done: dict[str, int] = {}
     for ca in CertificateAuthority.objects.filter(name__in=ISSUING):
         try:
-            signer = _Signer(ca)
+            signer = _signer(ca)
         except ValueError:
             continue  # no responder certificate yet: the maintenance job creates it first
         now = datetime.now(tz=UTC)
-        fresh = set(OcspResponse.objects.filter(ca_serial=ca.serial, algorithm="sha1",
-                                                this_update__gt=now - signer.issuer.validity / 2)
-                    .values_list("serial", flat=True))
-        fresh &= set(OcspResponse.objects.filter(ca_serial=ca.serial, algorithm="sha256",
-                                                 this_update__gt=now - signer.issuer.validity / 2)
-                     .values_list("serial", flat=True))
-        due = (Certificate.objects.filter(ca=ca, not_after__gt=now).exclude(serial__in=fresh)
-               .select_related("ca").order_by("pk"))
-        rows: list[Any] = []
+        due: dict[str, set[str]] = {}
+        for serial, algorithm in OcspResponse.objects.filter(
+                ca_serial=ca.serial, this_update__lte=now - signer.issuer.validity / 2).values_list(
+                "serial", "algorithm"):
+            due.setdefault(serial, set()).add(algorithm)
+        have = set(OcspResponse.objects.filter(ca_serial=ca.serial, algorithm__in=EAGER).values_list(
+            "serial", flat=True))
+        current = set(Certificate.objects.filter(ca=ca, not_after__gt=now).values_list("serial", flat=True))
+        for serial in current - have:
+            due.setdefault(serial, set()).update(EAGER)
+        serials = sorted(set(due) & current)
         count = 0
-        for cert in due.iterator(chunk_size=batch):
-            rows += signer.rows(cert, datetime.now(tz=UTC))
-            if len(rows) >= batch:
+        for i in range(0, len(serials), batch):
+            rows: list[Any] = []
+            read_at = datetime.now(tz=UTC)  # thisUpdate: not after the state is read (see _UPSERT)
+            for cert in Certificate.objects.filter(ca=ca, serial__in=serials[i:i + batch]).select_related("ca"):
+                rows += signer.rows(cert, read_at, sorted(due[cert.serial]))
+            if rows:
                 _store(rows)
                 count += len(rows)
-                rows = []
-        if rows:
-            _store(rows)
-            count += len(rows)
         if count:
             done[ca.name] = count
     return done
@@ -424,8 +498,7 @@ def lookup(ca_serial: str, der: bytes) -> bytes:
         if cert is None:
             _served["unauthorized"].inc()
             return _UNAUTHORIZED
-        signer = _Signer(cert.ca)
-        rows = signer.rows(cert, now)
+        rows = _signer(cert.ca).rows(cert, now, (algorithm,))  # now: taken before the certificate was read
         _store(rows)
         chosen = next(r for r in rows if r.algorithm == algorithm)
         der_out, this_update, next_update = chosen.der, chosen.this_update, chosen.next_update

@@ -54,11 +54,14 @@ def test_pre_produced_ocsp_on_two_workers_and_revocation_reaches_every_worker(se
     chain.write_bytes((d / "platform.pem").read_bytes() + (d / "root.pem").read_bytes())
     path = f"/ocsp/{cas['platform']['serial']}/cert/"
 
-    # signed at issuance: the stored responses exist before anyone asked
+    # signed at issuance (on the producer thread of the process that issued): stored before anyone asked
+    from ca.ocsp import producer
+
+    producer.flush()
     with psycopg.connect(f"dbname={os.environ['PGDATABASE']}", autocommit=True) as conn:
         rows = conn.execute("SELECT algorithm, status FROM govcloud_ca_ocsp_response WHERE serial = %s ORDER BY 1",
                             (doc["serial"],)).fetchall()
-    assert rows == [("sha1", "good"), ("sha256", "good")]
+    assert rows == [("sha1", "good")]  # the CertID hash clients must support (RFC 5019); SHA-256 on first use
 
     sha1 = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build().public_bytes(
         serialization.Encoding.DER)
@@ -77,7 +80,7 @@ def test_pre_produced_ocsp_on_two_workers_and_revocation_reaches_every_worker(se
     assert r.status_code == 200 and "max-age" in r.headers["cache-control"]
     by_get = ocsp.load_der_ocsp_response(r.content)
     assert by_get.certificate_status == ocsp.OCSPCertStatus.GOOD and by_get.hash_algorithm.name == "sha256"
-    assert r.content == _post(served, path, sha256)
+    assert r.content == _post(served, path, sha256)  # signed once, then stored like the SHA-1 one
 
     # revoke through the served API: it returns once every listening process evicted its copy
     rv = httpx.post(f"{served}/api/v1/certificates/{doc['serial']}/revoke", json={"reason": "keyCompromise"},
@@ -85,6 +88,11 @@ def test_pre_produced_ocsp_on_two_workers_and_revocation_reaches_every_worker(se
     assert rv.status_code == 200, rv.text
     spread = rv.json()["ocsp"]
     assert spread["workers"] >= 3 and spread["acknowledged"] == spread["workers"]  # 2 workers + this process
+
+    with psycopg.connect(f"dbname={os.environ['PGDATABASE']}", autocommit=True) as conn:
+        rows = conn.execute("SELECT algorithm, status FROM govcloud_ca_ocsp_response WHERE serial = %s ORDER BY 1",
+                            (doc["serial"],)).fetchall()
+    assert rows == [("sha1", "revoked"), ("sha256", "revoked")]
 
     # no stale "good" from any worker, at once
     for _ in range(24):
@@ -145,11 +153,13 @@ def test_memory_never_keeps_an_answer_read_before_an_eviction(ca_db):  # type: i
 def test_maintenance_re_signs_responses_past_half_their_validity(client):  # type: ignore[no-untyped-def]
     from ca.hierarchy import maintain
     from ca.models import OcspResponse
+    from ca.ocsp import producer
 
     doc = issue(client, "tls-server", csr_pem([f"aging.{DOMAIN}"])).json()
+    producer.flush()
     old = datetime.now(tz=UTC) - timedelta(minutes=40)
     OcspResponse.objects.filter(serial=doc["serial"]).update(this_update=old)
-    assert maintain()["ocsp_responses"] == ["platform: 2"]
+    assert maintain()["ocsp_responses"] == ["platform: 1"]
     assert all(r.this_update > old + timedelta(minutes=30) for r in OcspResponse.objects.filter(serial=doc["serial"]))
     assert maintain()["ocsp_responses"] == []
 
@@ -226,3 +236,19 @@ def test_acme_http01_order_gives_a_certificate_chaining_to_the_platform_ca(serve
         nonces = conn.execute("SELECT count(*) FROM govcloud_ca_cache WHERE cache_key LIKE %s",
                               ("%acme-nonce-%",)).fetchone()
     assert nonces is not None and nonces[0] > 0
+
+
+def test_an_answer_signed_from_a_state_read_before_a_revocation_never_replaces_it(client):  # type: ignore[no-untyped-def]
+    from ca.models import OcspResponse
+    from ca.ocsp import _signer, _store, producer
+    from django_ca.models import Certificate
+
+    doc = issue(client, "tls-server", csr_pem([f"race.{DOMAIN}"])).json()
+    producer.flush()
+    cert = Certificate.objects.select_related("ca").get(serial=doc["serial"])
+    read_before = datetime.now(tz=UTC)  # a table miss (or the maintenance job) read the certificate: still good
+    late_good = _signer(cert.ca).rows(cert, read_before)
+    assert client.post(f"/api/v1/certificates/{doc['serial']}/revoke", json={"reason": "superseded"},
+                       headers=ADMIN).status_code == 200
+    _store(late_good)  # ... and writes its answer only now
+    assert set(OcspResponse.objects.filter(serial=doc["serial"]).values_list("status", flat=True)) == {"revoked"}
