@@ -47,6 +47,8 @@ from containerhosts import (
 from infra.hosts import build_inventory
 from infra.hosts.runner import RunResult, run_playbook
 
+pytestmark = pytest.mark.podman
+
 ETCD_VERSION = "v3.4.23"  # Debian bookworm's etcd
 PKI = "/etc/kubernetes/pki/etcd"
 STORE = "/srv/objectstore"  # the controller's restic repository folder, inside the host
