@@ -70,10 +70,16 @@ async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int
                       [(acc, "credit", True, True)])
 
 
+def commit_legs(order_id: str, payee: str, amount: int) -> tuple[list[tuple[str, int]],
+                                                                  list[tuple[str, str, bool, bool]]]:
+    """The commit's legs and the accounts it may open (also posted by the gateway's one-statement paid path)."""
+    return ([(order_account(order_id), amount), (payee_account(payee), -amount), (RECEIVABLE, amount),
+             (PENDING, -amount)], [(payee_account(payee), "credit", True, False)])
+
+
 async def commit(conn: psycopg.AsyncConnection[Any], order_id: str, payee: str, amount: int, now: datetime) -> None:
-    return await post(conn, order_id, "commit", [(order_account(order_id), amount), (payee_account(payee), -amount),
-                                                  (RECEIVABLE, amount), (PENDING, -amount)], now,
-                      [(payee_account(payee), "credit", True, False)])
+    legs, opened = commit_legs(order_id, payee, amount)
+    return await post(conn, order_id, "commit", legs, now, opened)
 
 
 async def abort(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
