@@ -7,6 +7,7 @@ and is torn down all the same."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import tempfile
 from typing import Any
@@ -119,3 +120,53 @@ def test_fresh_drill_restores_the_backup_not_the_live_data_and_leaves_nothing(st
         "pod": [], "container": [], "volume": [], "secret": []}
     assert {db: facts(rt, db) for db in DATABASES} == live_before
     assert pods(rt) == pods_before
+
+
+ONLY_PORTAL = {name: {"enabled": False} for name in ("bodysystems", "nats", "ca", "switch", "bus", "payment")}
+
+
+def count(rt: LocalRuntime, query: str) -> int:
+    port = str(rt.model.local.port_offset + 18010)
+    res = rt.exec("postgres", ["psql", "-X", "-h", "/tmp", "-p", port, "-U", "postgres", "-d", "portal", "-tAc", query])
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout.decode().strip())
+
+
+def test_restore_into_a_new_stack_from_an_older_snapshot_is_kept(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory("dr", 5500, components=ONLY_PORTAL)
+    govcloud("up", "-s", stack)
+    model = load_stack(stack)
+    rt = LocalRuntime(model)
+    govcloud("backup", "-s", stack)
+    first = count(rt, "SELECT count(*) FROM feedback")
+    assert rt.exec("postgres", ["psql", "-X", "-h", "/tmp", "-p", str(model.local.port_offset + 18010), "-U",
+                                "postgres", "-d", "portal", "-tAc",
+                                "INSERT INTO feedback (service_id, kind, useful) SELECT id, 'useful', true "
+                                "FROM services ORDER BY id LIMIT 5"]).returncode == 0
+    govcloud("backup", "-s", stack)
+    older = open_repository(model).snapshots([f"govcloud-stack={stack}", "component=portal", "kind=database"])[-2]
+
+    # bad input: one line naming the problem, nothing created
+    new = f"rs-{secrets.token_hex(2)}"
+    for args, words in ((["--into", stack], "already exists"), (["--into", new, "--snapshot", "0badc0de"],
+                                                                  "--snapshot 0badc0de: no such snapshot")):
+        bad = govcloud("restore", "-s", stack, *args, check=False)
+        assert bad.returncode != 0 and words in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert envs.leftovers(new) == [] and new not in [r.name for r in envs.records()]
+
+    try:
+        proc = govcloud("restore", "-s", stack, "--into", new, "--snapshot", older.id, "--json")
+        report = json.loads(proc.stdout)
+        assert report["ok"] and report["kept"] and report["drill_stack"] == new, report
+        portal = next(r for r in report["results"] if r["component"] == "portal")
+        assert portal["snapshot"] == older.id and portal["ok"]
+        restored = LocalRuntime(load_stack(new))
+        assert count(restored, "SELECT count(*) FROM feedback") == first  # the older snapshot's rows
+        assert count(rt, "SELECT count(*) FROM feedback") == first + 5    # the live stack keeps its own
+        status = json.loads(govcloud("status", "-s", new, "--json").stdout)
+        assert status and all(s["ready"] for s in status), status
+    finally:
+        if new in [r.name for r in envs.records()]:
+            govcloud("env", "destroy", new)
+    assert envs.leftovers(new) == []
