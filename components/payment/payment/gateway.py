@@ -159,6 +159,40 @@ WITH upd AS (
 )
 SELECT created_at FROM upd
 """
+# An order's create: the key claimed under the order's advisory lock (held until COMMIT, after the switch's answer),
+# the channel, and an answer stored before - one statement.
+CLAIM = """
+WITH l AS (SELECT pg_advisory_xact_lock(hashtextextended(%(oid)s, 42))
+), ins AS (
+    INSERT INTO idempotency (scope, key, body_hash, created_at) SELECT 'orders', %(key)s, %(digest)s, %(now)s FROM l
+    ON CONFLICT DO NOTHING RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins), i.body_hash, i.status, i.response, c.kind
+FROM (SELECT 1) one
+LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %(key)s AND i.status IS NOT NULL
+LEFT JOIN channels c ON c.id = %(channel)s AND c.enabled
+"""
+# ... then, once the switch accepted the request to pay: the order, its reservation in the ledger (the legs of
+# ledger.reserve_legs) and the stored answer - one statement, then COMMIT.
+OPEN_ORDER = """
+WITH ord AS (
+    INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency, channel, payer_account, status,
+                        switch_ref, created_at, expires_at, body)
+    VALUES (%(id)s, %(kind)s, %(service_id)s, %(bill_reference)s, %(payee)s, %(amount)s, 'SYP', %(channel)s,
+            %(payer_account)s, 'pending', %(switch_ref)s, %(now)s, %(expires)s, %(body)s)
+    RETURNING id
+), opened AS (
+    INSERT INTO accounts (id, normal, no_overdraft, tracked)
+    SELECT u.* FROM ord, unnest(%(ids)s::text[], %(normals)s::text[], %(nos)s::bool[], %(tracked)s::bool[]) AS u
+    ON CONFLICT DO NOTHING
+), tx AS (
+    INSERT INTO ledger_tx (order_id, kind, created_at) SELECT id, 'reserve', %(now)s FROM ord RETURNING id
+), posted AS (
+    INSERT INTO entries (tx_id, account, amount)
+    SELECT tx.id, u.account, u.amount FROM tx, unnest(%(accounts)s::text[], %(amounts)s::bigint[]) AS u(account, amount)
+)
+UPDATE idempotency SET status = 201, response = %(response)s WHERE scope = 'orders' AND key = %(key)s
+"""
 RECENT_MAX = 50_000  # orders created by this process whose (immutable) fields are kept for the fast paid path
 
 
@@ -299,28 +333,25 @@ class Gateway:
         now = self.now()
         expires = now + self.cfg.order_ttl
         try:
-            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            async with self.pool.connection() as conn, conn.transaction():
                 # the order's lock first: the switch may call back before this transaction commits, and its
-                # callback waits on this lock; a concurrent twin with the same key waits here too. The lookup is a
-                # separate statement so that its snapshot is taken after the lock is held (it sees a twin's commit).
-                claim = await conn.execute(
-                    "INSERT INTO idempotency (scope, key, body_hash, created_at)"
-                    " SELECT 'orders', %s, %s, %s FROM (SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))) l"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now, order_id))
-                look = await conn.execute(
-                    "SELECT i.body_hash, i.status, i.response, c.id, c.kind FROM (SELECT 1) one"
-                    " LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %s AND i.status IS NOT NULL"
-                    " LEFT JOIN channels c ON c.id = %s AND c.enabled", (key, req.channel))
-                claimed = await claim.fetchone() is not None
-                row = await look.fetchone()
+                # callback waits on this lock; a concurrent twin with the same key waits here too
+                row = await (await conn.execute(CLAIM, {"oid": order_id, "key": key, "digest": digest, "now": now,
+                                                        "channel": req.channel}, prepare=True)).fetchone()
                 assert row is not None
-                if not claimed:  # answered before (or by a concurrent twin that committed first): replay
-                    if row[0] is None:
-                        raise ApiError(409, "Idempotency-Key in use", "retry with the same Idempotency-Key")
-                    return self._replay((row[0], row[1], json.loads(row[2])), digest)
-                if row[3] is None:
+                claimed, stored, channel_kind = row[0], row[1:4], row[4]
+                if not claimed:  # answered before, or by a concurrent twin whose commit this statement's snapshot
+                    if stored[0] is None:  # predates: look again, now that its lock is ours
+                        found = await (await conn.execute(
+                            "SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders' AND key = %s"
+                            " AND status IS NOT NULL", (key,))).fetchone()
+                        if found is None:
+                            raise ApiError(409, "Idempotency-Key in use", "retry with the same Idempotency-Key")
+                        stored = found
+                    return self._replay((stored[0], stored[1], json.loads(stored[2])), digest)
+                if channel_kind is None:
                     raise ApiError(422, "unknown channel", req.channel)
-                channel = {"id": row[3], "kind": row[4]}
+                channel = {"id": req.channel, "kind": channel_kind}
                 if req.kind == "fee":
                     assert req.service_id
                     try:
@@ -343,16 +374,16 @@ class Gateway:
                     "channel": req.channel, "payer_account": req.payer_account, "status": "pending",
                     "reason": None, "switch_ref": switch_ref, "created_at": now, "expires_at": expires,
                     "closed_at": None})
+                legs, opened = ledger.reserve_legs(order_id, amount)
+                cols = list(zip(*opened, strict=True))
                 # a second open order for one bill violates orders_one_per_bill: the whole transaction is undone
-                await conn.execute(
-                    "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
-                    " channel, payer_account, status, switch_ref, created_at, expires_at, body)"
-                    " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s,%s)",
-                    (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                     req.payer_account, switch_ref, now, expires, body))
-                await ledger.reserve(conn, order_id, amount, now)
-                await conn.execute("UPDATE idempotency SET status = 201, response = %s"
-                                   " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))
+                await conn.execute(OPEN_ORDER, {
+                    "id": order_id, "kind": req.kind, "service_id": req.service_id,
+                    "bill_reference": req.bill_reference, "payee": payee, "amount": amount, "channel": req.channel,
+                    "payer_account": req.payer_account, "switch_ref": switch_ref, "now": now, "expires": expires,
+                    "body": body, "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]),
+                    "tracked": list(cols[3]), "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs],
+                    "response": json.dumps(response), "key": key}, prepare=True)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "orders_one_per_bill":
                 raise

@@ -82,7 +82,10 @@ def problem(status: int, title: str, detail: str = "") -> JSONResponse:
 class Switch:
     def __init__(self, cfg: SwitchConfig) -> None:
         self.cfg = cfg
-        self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
+        # autocommit: each of the simulator's writes is one statement (no BEGIN/COMMIT round trips); the dispatcher
+        # opens its transaction explicitly
+        self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False,
+                                                    kwargs={"autocommit": True})
         self._behaviour: tuple[float, Behaviour] | None = None
         self.wake = asyncio.Event()  # set when this process queued a callback: the dispatcher runs at once
 
