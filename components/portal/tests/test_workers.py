@@ -55,9 +55,14 @@ def _search_count(metrics: str) -> float:
 
 
 def test_two_workers_share_the_metrics_and_follow_the_catalog(served: str, seeded_dsn: str) -> None:
-    with psycopg.connect(seeded_dsn) as conn:
-        workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN portal_catalog'").fetchone()
-    assert workers is not None and workers[0] == 2  # each worker listens for catalog changes
+    deadline = time.monotonic() + 60
+    with psycopg.connect(seeded_dsn, autocommit=True) as conn:
+        while True:  # each worker listens for catalog changes (readiness came from whichever answered first)
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN portal_catalog'").fetchone()
+            if row is not None and row[0] == 2:
+                break
+            assert time.monotonic() < deadline, row
+            time.sleep(0.2)
     with httpx.Client(base_url=served, timeout=10) as client:  # new connections: both workers answer some
         for _ in range(40):
             assert client.get("/api/services", params={"q": "passport"}, headers={"Connection": "close"}).json()[
