@@ -129,7 +129,7 @@ class Notifier:
             return f"{type(exc).__name__}: {exc}"
         return None if resp.status_code < 300 else f"HTTP {resp.status_code}"
 
-    async def deliver_due(self, now: datetime, limit: int = 100, parallel: int = 8) -> dict[str, int]:
+    async def deliver_due(self, now: datetime, limit: int = 128, parallel: int = 32) -> dict[str, int]:
         sem = asyncio.Semaphore(parallel)
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)

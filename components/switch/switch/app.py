@@ -192,7 +192,7 @@ class Switch:
             return f"{type(exc).__name__}: {exc}"
         return None if resp.status_code < 300 else f"HTTP {resp.status_code}: {resp.text[:200]}"
 
-    async def dispatch_due(self, limit: int = 200, parallel: int = 16) -> dict[str, int]:
+    async def dispatch_due(self, limit: int = 128, parallel: int = 64) -> dict[str, int]:
         """Deliver due callbacks once, up to ``parallel`` at a time; failures back off exponentially (1 s, 2 s, 4 s
         ... 300 s). Copies of one event (duplicate mode) go out one after the other, as separate deliveries."""
         now = self.now()
