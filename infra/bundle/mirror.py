@@ -300,9 +300,9 @@ class Mirrored:
     files: int
 
 
-def mirror(manifest: dict[str, Any], bundle: Path, dest: Path, url: str, registry: str,
+def mirror(manifest: dict[str, Any], bundle: Path, dest: Path, url: str, registry: str, stack: str,
            kubernetes_version: str, say: Progress) -> Mirrored:
-    """Lay out an unpacked, verified bundle (``bundle``) as the cluster mirror in ``dest``."""
+    """Lay out an unpacked, verified bundle (``bundle``) as the mirror of cluster stack ``stack`` in ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     archives = sorted({bundle / e["file"] for e in manifest["images"].values()})
     say(f"OCI image layout of {len(manifest['images'])} image(s)")
@@ -322,8 +322,8 @@ def mirror(manifest: dict[str, Any], bundle: Path, dest: Path, url: str, registr
     (dest / "images" / "push.sh").chmod(0o755)
     stack_images = {"config": {"govcloud:components": {n: {"image": ref} for n, ref in images.items()}}}
     (dest / "stack-images.yaml").write_text(
-        f"# Merge into stacks/Pulumi.{manifest.get('stack')}.yaml: the cluster pulls the bundle's images from the\n"
-        "# registry (after images/push.sh), pinned by digest.\n" + yaml.safe_dump(stack_images, sort_keys=False))
+        f"# Merge into stacks/Pulumi.{stack}.yaml: the cluster pulls the bundle's images from {registry}\n"
+        "# (after images/push.sh to that registry), pinned by digest.\n" + yaml.safe_dump(stack_images, sort_keys=False))
 
     say("Debian archives: signed indices and the bundle's .debs at their pool paths")
     apt = apt_layout(bundle, manifest.get("debs", {}), dest)

@@ -91,6 +91,7 @@ def mirror_cmd(file: Path = typer.Argument(..., help="the bundle archive"),
     """Verify, then lay the bundle out for the cluster path: signed partial Debian archives, an OCI image
     layout with a push script, wheels, the roles' mirror variables and what the operator adds."""
     import shutil
+    import tempfile
 
     from infra.bundle import BundleError, verify
     from infra.bundle.mirror import mirror
@@ -103,14 +104,16 @@ def mirror_cmd(file: Path = typer.Argument(..., help="the bundle archive"),
     dest = to.resolve()
     if dest.exists() and any(dest.iterdir()):
         _fail([f"{dest}: not empty (the mirror is written into an empty directory)"])
-    unpacked = dest / ".bundle"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # unpacked beside the mirror (same filesystem: the .debs are hard-linked into it), removed after
+    unpacked = Path(tempfile.mkdtemp(prefix=".govcloud-bundle-", dir=dest.parent))
     try:
         with progress(f"bundle mirror {file}") as say:
             say("reading and verifying the bundle")
             try:
                 manifest = verify(file, extract_to=unpacked)
                 made = mirror(manifest, unpacked, dest, url or f"https://mirror.{model.domain}",
-                              registry or f"registry.{model.domain}", model.cluster.kubernetes_version, say)
+                              registry or f"registry.{model.domain}", stack, model.cluster.kubernetes_version, say)
             finally:
                 shutil.rmtree(unpacked, ignore_errors=True)
     except BundleError as exc:

@@ -145,10 +145,12 @@ def test_mirror_of_an_unpacked_bundle(tmp_path: Path) -> None:
                 "wheels": {"govcloud": {"version": "0.1.0", "file": "wheels/govcloud-0.1.0-py3-none-any.whl"}},
                 "debs": {"containerd": {"file": "debs/containerd_1.0_amd64.deb"}},
                 "cluster_packages_missing": ["kubeadm", "kubelet", "kubectl"]}
-    made = mirror(manifest, bundle, dest, "http://10.0.0.5:8080/", "registry.gov.test", "1.31.4", lambda _m: None)
+    made = mirror(manifest, bundle, dest, "http://10.0.0.5:8080/", "registry.gov.test", "staging", "1.31.4",
+                  lambda _m: None)
     index = json.loads((dest / "images/oci/index.json").read_text())
     digest = {m["annotations"][REF_NAME]: m["digest"] for m in index["manifests"]}[REFS["portal"]]
     assert made.images == {"portal": f"registry.gov.test/govcloud/portal:bbbb@{digest}"}  # components only
+    assert "# Merge into stacks/Pulumi.staging.yaml" in (dest / "stack-images.yaml").read_text()
     stack_images = yaml.safe_load((dest / "stack-images.yaml").read_text())
     assert stack_images["config"]["govcloud:components"]["portal"]["image"] == made.images["portal"]
     push = (dest / "images/push.sh").read_text()
