@@ -238,6 +238,7 @@ class Gateway:
         self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
         self.notifier = notify.Notifier(self.pool, cfg.notify) if cfg.notify else None
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # order id -> the order as created here
+        self.fast_paid = True  # approvals of pending fee orders in one statement (FAST_PAID); False: general path only
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -490,30 +491,40 @@ class Gateway:
     async def _fast_paid(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any] | None:
         """The approval of a pending fee order in one statement (``FAST_PAID``); None when the general path must
         decide. The receipt is signed before, from the order's immutable fields (kept from its create here)."""
-        order = self.recent.get(cb.rtp_id)
-        if order is None or order["kind"] != "fee" or order["switch_ref"] != cb.switch_ref \
-                or order["amount"] != cb.amount:
+        if not self.fast_paid:
             return None
-        fields = receipt_fields(order, now)
-        rec = make_receipt(self.cfg.signer, fields)
-        legs, opened = ledger.commit_legs(order["id"], order["payee"], order["amount"])
-        cols = list(zip(*opened, strict=True))
-        notes = notify.fee_rows(self.cfg.notify, order, "paid", now, receipt_id=fields["receipt_id"])
-        params = {"now": now, "id": order["id"], "ref": cb.switch_ref, "amount": cb.amount, "decided": cb.decided_at,
-                  "event": cb.event_id, "payload": Jsonb(payload),
-                  "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]), "tracked": list(cols[3]),
-                  "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs],
-                  "r_payload": rec["payload"], "r_signature": rec["signature"], "r_algorithm": rec["algorithm"],
-                  "r_chain": rec["chain"], "n_targets": [n[0] for n in notes], "n_urls": [n[1] for n in notes],
-                  "n_events": [n[2] for n in notes], "n_payloads": [Jsonb(n[3]) for n in notes]}
         async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
+            await conn.set_autocommit(True)  # one statement, its own transaction: no BEGIN/COMMIT round trips
             try:
-                row = await (await conn.execute(FAST_PAID, params, prepare=True)).fetchone()
-            except psycopg.errors.UniqueViolation as exc:
-                if exc.diag.constraint_name != "callbacks_pkey":
-                    raise
-                return {"result": "duplicate", "order": cb.rtp_id}
+                order = self.recent.get(cb.rtp_id)
+                if order is None:  # created by another worker, or before a restart: its immutable fields, one read
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute("SELECT id, kind, service_id, bill_reference, payee, amount, currency, channel,"
+                                      " payer_account, switch_ref, body FROM orders WHERE id = %s"
+                                      " AND status = 'pending'", (cb.rtp_id,), prepare=True)
+                    order = await cur.fetchone()
+                if order is None or order["kind"] != "fee" or order["switch_ref"] != cb.switch_ref \
+                        or order["amount"] != cb.amount:
+                    return None
+                fields = receipt_fields(order, now)
+                rec = make_receipt(self.cfg.signer, fields)
+                legs, opened = ledger.commit_legs(order["id"], order["payee"], order["amount"])
+                cols = list(zip(*opened, strict=True))
+                notes = notify.fee_rows(self.cfg.notify, order, "paid", now, receipt_id=fields["receipt_id"])
+                params = {
+                    "now": now, "id": order["id"], "ref": cb.switch_ref, "amount": cb.amount,
+                    "decided": cb.decided_at, "event": cb.event_id, "payload": Jsonb(payload),
+                    "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]), "tracked": list(cols[3]),
+                    "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs],
+                    "r_payload": rec["payload"], "r_signature": rec["signature"], "r_algorithm": rec["algorithm"],
+                    "r_chain": rec["chain"], "n_targets": [n[0] for n in notes], "n_urls": [n[1] for n in notes],
+                    "n_events": [n[2] for n in notes], "n_payloads": [Jsonb(n[3]) for n in notes]}
+                try:
+                    row = await (await conn.execute(FAST_PAID, params, prepare=True)).fetchone()
+                except psycopg.errors.UniqueViolation as exc:
+                    if exc.diag.constraint_name != "callbacks_pkey":
+                        raise
+                    return {"result": "duplicate", "order": cb.rtp_id}
             finally:
                 await conn.set_autocommit(False)
         if row is None:
