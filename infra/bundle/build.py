@@ -216,6 +216,13 @@ def apt_available(packages: list[str], sources: set[str] | None = None) -> tuple
     """(packages a Debian archive in this host's apt sources has, the others), from ``apt-cache policy``."""
     sources = debian_sources() if sources is None else sources
     out = subprocess.run(["apt-cache", "policy", *packages], capture_output=True, text=True, check=False).stdout
+    have = in_debian(out, sources)
+    return [p for p in packages if p in have], [p for p in packages if p not in have]
+
+
+def in_debian(policy: str, sources: set[str]) -> set[str]:
+    """Packages whose ``apt-cache policy`` version table has a line from one of ``sources``."""
+    out = policy
     have = set()
     name = ""
     for line in out.splitlines():
@@ -225,7 +232,7 @@ def apt_available(packages: list[str], sources: set[str] | None = None) -> tuple
         m = re.match(r"\s+\d+ \w+://(\S+) ([^/\s]+)/", line)  # "  500 http://deb.debian.org/debian bookworm/main ..."
         if m and f"{m.group(1).rstrip('/')} {m.group(2)}" in sources:
             have.add(name)
-    return [p for p in packages if p in have], [p for p in packages if p not in have]
+    return have
 
 
 def apt_indices(dest: Path, say: Progress) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.bundle.build import in_debian
 from infra.bundle.content import BundleError, parse_sums, sha256_file
 from infra.bundle.mirror import (
     PACKAGES,
@@ -167,3 +168,27 @@ def test_mirror_of_an_unpacked_bundle(tmp_path: Path) -> None:
     files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     assert set(sums) == files and made.files == len(files)
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=dest, check=False).returncode == 0
+
+
+def test_only_packages_a_debian_archive_has_count_as_debian() -> None:
+    policy = """containerd:
+  Installed: (none)
+  Candidate: 1.6.20~ds1-1+deb12u3
+  Version table:
+     1.6.20~ds1-1+deb12u3 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+kubectl:
+  Installed: 1:528.0.0-0
+  Candidate: 1:528.0.0-0
+  Version table:
+ *** 1:528.0.0-0 100
+        100 /var/lib/dpkg/status
+nodejs:
+  Installed: (none)
+  Candidate: 20.1-1nodesource1
+  Version table:
+     20.1-1nodesource1 500
+        500 https://deb.nodesource.com/node_20.x nodistro/main amd64 Packages
+"""
+    sources = {"deb.debian.org/debian bookworm", "deb.debian.org/debian-security bookworm-security"}
+    assert in_debian(policy, sources) == {"containerd"}  # not an installed kubectl, not another vendor's repo
