@@ -1,14 +1,19 @@
-"""End-to-end fee payments per second (create → switch → signed callback → paid) beside a same-run baseline.
+"""End-to-end fee payments per second (create → switch → signed callback → paid) beside same-run baselines.
 
-    .venv/bin/python bench/payment_orders.py [--n 600] [--concurrency 32] [--processes]
+    .venv/bin/python bench/payment_orders.py --processes [--n 2000] [--concurrency 64] [--workers 2] [--rate 60]
 
-A throwaway PostgreSQL 15 (the test fixture's). Default: the payment gateway and the switch simulator in one process
-wired by httpx ASGI transports (no sockets, one event loop), the portal faked by an httpx MockTransport.
-``--processes``: payment and switch run as their own processes (``python -m payment`` / ``python -m switch``, as
-deployed, on loopback ports), the portal is a stub in this process whose receipt of the ``order.paid`` notification
-ends an order's end-to-end time. Baseline: the same number of bare single-row INSERT + COMMIT through an async pool
-at the same concurrency — what one durable write per order costs on this machine. Prints orders/s, the ratio to the
-baseline, create and end-to-end latency percentiles, and checks the books balance afterwards.
+A throwaway PostgreSQL 15 (the test fixture's: fsync=off, synchronous_commit=off - WAL flushes are not measured).
+``--processes`` (the reference): payment and the switch simulator run as deployed (``python -m payment|switch`` on
+loopback ports, ``--workers`` uvicorn workers for payment); this process is the load generator (aiohttp, keep-alive;
+``--rate``: open loop at that many orders/s, else closed loop at ``--concurrency``) and the portal stub (raw asyncio +
+httptools: fee lookups, ``order.paid`` notifications). End to end = the client sends the create → the order's
+``closed_at`` (paid); "notified" = the portal stub got ``order.paid``. Baselines in the same run: bare single-row
+INSERT + COMMIT through an async pool, and ``GET /healthz`` on the same payment server, same client, same concurrency.
+Also printed: the CPU (user + system) each process spent per paid order - payment, switch, PostgreSQL, this process -
+and the rate those costs allow on 2 dedicated cores, which does not depend on how busy a shared machine is.
+
+Without ``--processes``: payment and switch in this process over httpx ASGI transports (no sockets), the portal an
+httpx MockTransport - the code's own cost without the network, dominated by httpx's in-process transport.
 """
 
 from __future__ import annotations
