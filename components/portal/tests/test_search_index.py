@@ -64,7 +64,8 @@ async def test_memory_search_equals_sql(catalog_dsn: str) -> None:
                 else:
                     async with pool.connection() as conn:
                         tree = await index.tsquery(conn, prefix, q[:200])
-                    assert tree is not None
+                    if tree is None:  # left to SQL
+                        raise search_index.Unsupported(q)
                     got = index.snapshot.search(tree, f, limit, offset)
             except search_index.Unsupported:
                 unsupported += 1
