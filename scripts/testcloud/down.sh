@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stop the loopback test cloud: exactly the process groups recorded in $TC/pids (nothing found by
-# name), clients first. Data stays in the state dir; `down.sh --purge` also deletes it (the
+# name), all at once (TERM, then KILL what is left after 30 s). Data stays in the state dir; `down.sh --purge` also deletes it (the
 # Debian packages stay installed). Usage: down.sh [--purge]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -10,14 +10,10 @@ case "${1:-}" in
   --purge) PURGE=1 ;;
   *) die "unknown argument '$1': usage: down.sh [--purge]" ;;
 esac
-ORDER=(nova-compute nova-api nova-scheduler nova-conductor neutron-server placement-api glance-api
-       swift-proxy swift-object swift-container swift-account swift-log keystone rabbitmq-server epmd
-       memcached mariadb)
-for name in "${ORDER[@]}"; do stop_daemon "$name"; done
-# anything recorded that is not in ORDER (a daemon added later): stop it too
-if [ -d "$PIDS" ]; then
-  for f in "$PIDS"/*.pid; do [ -e "$f" ] && stop_daemon "$(basename "$f" .pid)"; done
-fi
+lock_cloud
+names=()
+[ -d "$PIDS" ] && for f in "$PIDS"/*.pid; do [ -e "$f" ] && names+=("$(basename "$f" .pid)"); done
+[ ${#names[@]} -eq 0 ] || stop_daemons "${names[@]}"
 if [ $PURGE = 1 ] && [ -d "$TC" ]; then
   case "$TC" in /|/var|/var/lib|/root|/home) die "refusing to delete state dir '$TC'";; esac
   rm -rf --one-file-system "$TC"

@@ -20,6 +20,14 @@ PACKAGES=(mariadb-server python3-pymysql curl socat memcached rabbitmq-server uw
           keystone swift swift-proxy swift-account swift-container swift-object glance-api placement-api
           neutron-server nova-api nova-conductor nova-scheduler)
 
+# one up.sh/down.sh at a time (make testcloud, a test session's fixture and down.sh may race); the
+# lock file sits beside the state dir so that down.sh --purge keeps it
+lock_cloud() {
+  mkdir -p "$(dirname "$TC")"
+  exec 9>"$TC.lock"
+  flock -w 1800 9 || die "another up.sh/down.sh holds $TC.lock for 30 min: is it stuck? (ps -ef | grep testcloud)"
+}
+
 log() { echo "testcloud [$(date +%T)] $*"; }
 die() { echo "testcloud: $*" >&2; exit 1; }
 
@@ -51,7 +59,8 @@ DC
     dpkg-query -W -f='${Status}' eatmydata 2>/dev/null | grep -q 'ok installed' \
       || apt-get install -y -q --no-install-recommends eatmydata
     eatmydata apt-get install -y -q --no-install-recommends \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confmiss \
+      "${missing[@]}"
   } >>"$apt_log" 2>&1 || { [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; tail -15 "$apt_log" >&2
                            die "apt-get install failed (full log: $apt_log)"; }
   [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
@@ -106,21 +115,26 @@ wait_until() {
   done
 }
 
-stop_daemon() {
-  local name=$1 pidf=$PIDS/$1.pid pid
-  [ -f "$pidf" ] || return 0
-  pid=$(cat "$pidf")
-  if alive "$name"; then
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    if ! wait_until 30 "$name to stop" bash -c "! kill -0 -- -$pid"; then
-      log "$name did not stop on TERM in 30 s: KILL"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      wait_until 10 "$name to die" bash -c "! kill -0 -- -$pid" || die "cannot stop $name (process group $pid)"
+# stop_daemons NAME...: TERM the recorded process groups, wait up to 30 s for all, KILL the rest.
+stop_daemons() {
+  local name pid left=() stopped=()
+  for name in "$@"; do
+    if alive "$name"; then
+      pid=$(cat "$PIDS/$name.pid")
+      kill -TERM -- "-$pid" 2>/dev/null || true
+      left+=("$pid"); stopped+=("$name")
     fi
-    log "stopped $name"
+  done
+  gone() { local p; for p in "$@"; do kill -0 -- "-$p" 2>/dev/null && return 1; done; return 0; }
+  if [ ${#left[@]} -gt 0 ] && ! wait_until 30 "daemons to stop" gone "${left[@]}"; then
+    for pid in "${left[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+    wait_until 10 "daemons to die" gone "${left[@]}" || die "cannot stop process groups ${left[*]}"
+    log "some daemons needed KILL after 30 s"
   fi
-  rm -f "$pidf"
+  for name in "$@"; do rm -f "$PIDS/$name.pid"; done
+  [ ${#stopped[@]} -eq 0 ] || log "stopped ${stopped[*]}"
 }
+stop_daemon() { stop_daemons "$1"; }
 
 # daemon NAME USER CMD...: (re)start NAME unless it is alive and none of its config files changed.
 # Sets STARTED=1 if it was (re)started, STARTED=0 if it was left running.
@@ -134,8 +148,12 @@ daemon() {
   fi
   STARTED=1
   mkdir -p "$PIDS" "$LOGS"
-  # (9>&-: the daemon must not inherit up.sh's lock on $TC/.up.lock)
-  setsid runuser -u "$user" -- "$@" >>"$LOGS/$name.out" 2>&1 </dev/null 9>&- &
+  # setsid, setpriv and env all exec: the recorded PID is the daemon itself, leader of its own
+  # session and process group (a daemon that calls setsid() again, like swift, stays in it).
+  # 9>&-: the daemon must not inherit up.sh's lock on $TC/.up.lock.
+  local home; home=$(getent passwd "$user" | cut -d: -f6)
+  setsid setpriv --reuid="$user" --regid="$user" --init-groups -- env HOME="$home" "$@" \
+    >>"$LOGS/$name.out" 2>&1 </dev/null 9>&- &
   echo $! > "$PIDS/$name.pid"
   log "started $name (pid $!, log $LOGS/$name.out)"
 }

@@ -15,10 +15,7 @@ case "${1:-}" in
 esac
 T0=$(date +%s)
 
-# one up.sh at a time (make testcloud and a test session's fixture may race)
-mkdir -p "$TC"
-exec 9>"$TC/.up.lock"
-flock -w 1800 9 || die "another up.sh holds $TC/.up.lock for 30 min: is it stuck? (ps -ef | grep testcloud)"
+lock_cloud
 
 install_packages
 
