@@ -136,6 +136,11 @@ stop_daemons() {
 }
 stop_daemon() { stop_daemons "$1"; }
 
+# the loopback port each daemon listens on (checked free before it is started)
+declare -A PORTS=([mariadb]=3306 [memcached]=11211 [epmd]=4369 [rabbitmq-server]=5672 [keystone]=5000
+                  [swift-proxy]=8080 [swift-object]=6200 [swift-container]=6201 [swift-account]=6202
+                  [glance-api]=9292 [placement-api]=8778 [neutron-server]=9696 [nova-api]=8774)
+
 # daemon NAME USER CMD...: (re)start NAME unless it is alive and none of its config files changed.
 # Sets STARTED=1 if it was (re)started, STARTED=0 if it was left running.
 STARTED=0
@@ -147,6 +152,10 @@ daemon() {
     stop_daemon "$name"
   fi
   STARTED=1
+  local port=${PORTS[$name]:-}
+  if [ -n "$port" ] && port_open "$port"; then
+    die "port $port (for $name) is taken by a process up.sh did not start (ss -ltnp 'sport = :$port'): stop it, or free the port"
+  fi
   mkdir -p "$PIDS" "$LOGS"
   # setsid, setpriv and env all exec: the recorded PID is the daemon itself, leader of its own
   # session and process group (a daemon that calls setsid() again, like swift, stays in it).

@@ -1,7 +1,7 @@
 """Fixtures for tests against the loopback OpenStack test cloud (scripts/testcloud).
 
-``testcloud`` (session): makes sure the cloud answers (runs the idempotent ``scripts/testcloud/up.sh``
-when it does not), points openstacksdk at its clouds.yaml for the session (``OS_CLIENT_CONFIG_FILE``,
+``testcloud`` (session): makes sure the cloud answers and none of its daemons died (else runs the
+idempotent ``scripts/testcloud/up.sh``), points openstacksdk at its clouds.yaml for the session (``OS_CLIENT_CONFIG_FILE``,
 ``OS_CLOUD=testcloud``) and returns that file's path. ``os_conn``: an ``openstack.connection.Connection``
 as the test cloud's admin. ``cleanup``: a per-test list of undo callables, run in reverse order.
 """
@@ -50,6 +50,19 @@ def not_answering() -> list[str]:
     return down
 
 
+def dead_daemons() -> list[str]:
+    """Daemons up.sh recorded (pids/NAME.pid) that are no longer running."""
+    dead = []
+    for pidfile in sorted((state_dir() / "pids").glob("*.pid")):
+        try:
+            os.kill(int(pidfile.read_text().strip() or 0), 0)
+        except ProcessLookupError:
+            dead.append(pidfile.stem)
+        except (PermissionError, ValueError, OSError):
+            pass  # another user's process is alive; a garbled file is up.sh's business
+    return dead
+
+
 def unique(prefix: str = "tc") -> str:
     """A name no other run uses: tc-<6 hex>."""
     return f"{prefix}-{secrets.token_hex(3)}"
@@ -58,7 +71,7 @@ def unique(prefix: str = "tc") -> str:
 @pytest.fixture(scope="session")
 def testcloud() -> Iterator[Path]:
     clouds = state_dir() / "clouds.yaml"
-    down = not_answering()
+    down = not_answering() + dead_daemons()
     if down or not clouds.is_file():
         if os.geteuid() != 0:
             pytest.fail(f"the OpenStack test cloud is not running ({', '.join(down) or 'no clouds.yaml'}) and "
