@@ -98,11 +98,17 @@ pkgver() { dpkg-query -W -f='${Version}' "$1"; }
 # --- daemons ------------------------------------------------------------------------------------
 # Every daemon is started with setsid, so its PID is also its process group: down.sh stops exactly
 # the groups recorded in $PIDS and nothing else.
+# alive NAME: its recorded PID runs, leads its process group, and started when the pid file was
+# written (a PID reused after a reboot or a CI machine's process sweep is not ours).
 alive() {
-  local pidf=$PIDS/$1.pid pid
+  local pidf=$PIDS/$1.pid pid age started
   [ -f "$pidf" ] || return 1
   pid=$(cat "$pidf")
-  kill -0 "$pid" 2>/dev/null && [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]
+  kill -0 "$pid" 2>/dev/null && [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ] || return 1
+  age=$(ps -o etimes= -p "$pid" | tr -d ' ')
+  [ -n "$age" ] || return 1
+  started=$(( $(date +%s) - age ))
+  [ $(( started - $(stat -c %Y "$pidf") )) -le 5 ] && [ $(( $(stat -c %Y "$pidf") - started )) -le 5 ]
 }
 
 # wait_until SECONDS WHAT CMD...: poll CMD (every 0.2 s) until it succeeds or the deadline passes.
