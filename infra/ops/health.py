@@ -35,13 +35,14 @@ def components_layer(runtime: Runtime) -> list[Check]:
 
 def backups_layer(model: StackModel) -> list[Check]:
     from infra.ops.backup import latest, plan
+    from infra.ops.openstack_api import CloudError
     from infra.ops.repository import open_repository
     from infra.ops.restic import ResticError
 
     try:
         repo = open_repository(model)
         newest = latest(repo, model) if repo.exists() else {}
-    except ResticError as exc:
+    except (ResticError, CloudError) as exc:
         return [Check("backups", "repository", DEGRADED, str(exc))]
     checks = []
     limit_h = model.backup.max_age_hours
