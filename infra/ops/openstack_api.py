@@ -36,7 +36,8 @@ def describe(exc: BaseException, cloud: str) -> str:
         return f"cloud {cloud!r}: {exc} (set OS_CLIENT_CONFIG_FILE or add the entry to clouds.yaml)"
     if isinstance(exc, sdk.HttpException):
         detail = (exc.details or exc.message or "").strip().splitlines()
-        return f"cloud {cloud!r}: HTTP {exc.status_code}: {detail[0] if detail else type(exc).__name__}"
+        status = f"HTTP {exc.status_code}" if exc.status_code else type(exc).__name__
+        return f"cloud {cloud!r}: {status}: {detail[0] if detail else 'no detail'}"
     return f"cloud {cloud!r}: {type(exc).__name__}: {exc}"
 
 
