@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infra.cloud.tags import PREFIX
-from infra.ops.openstack_api import describe, has_service
+from infra.ops.openstack_api import cloud_errors, describe, has_service
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -247,5 +247,9 @@ class Sweeper:
 
 def sweep(conn: Connection, stack: str, say: Progress, *, dry_run: bool = False, timeout_s: float = 300.0,
           other_stacks: Iterable[str] = ()) -> SweepReport:
-    """Delete (or with ``dry_run`` only list) everything on the cloud marked as the stack's."""
-    return Sweeper(conn, Marks(stack, other_stacks), say, timeout_s).run(dry_run)
+    """Delete (or with ``dry_run`` only list) everything on the cloud marked as the stack's.
+
+    A cloud that stops answering midway raises ``CloudError`` (one line); running the sweep again finishes it.
+    """
+    with cloud_errors(conn.config.name):
+        return Sweeper(conn, Marks(stack, other_stacks), say, timeout_s).run(dry_run)
