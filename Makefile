@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: up down status bootstrap test lint test-unit test-integration test-e2e bench clean-ci
+.PHONY: up down status bootstrap test lint test-unit test-integration test-e2e test-testcloud testcloud testcloud-down bench clean-ci
 
 bootstrap:
 	bash scripts/bootstrap-host.sh
@@ -18,8 +18,8 @@ down:
 status:
 	$(BIN)/govcloud status -s $(STACK)
 
-## make test: everything CI runs — lint, unit, integration (podman) and the whole-platform e2e
-test: bootstrap lint test-unit test-integration test-e2e
+## make test: everything CI runs — lint, unit, integration (podman), the OpenStack test cloud tests, the whole-platform e2e
+test: bootstrap lint test-unit test-integration test-testcloud test-e2e
 
 lint:
 	$(BIN)/ruff check .
@@ -33,6 +33,16 @@ test-integration:
 
 test-e2e:
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "e2e"
+
+## the loopback OpenStack test cloud (scripts/testcloud/README.md): installs its Debian packages on first use
+testcloud:
+	bash scripts/testcloud/up.sh
+
+testcloud-down:
+	bash scripts/testcloud/down.sh
+
+test-testcloud: testcloud
+	$(BIN)/pytest $(PYTEST_FLAGS) -m "testcloud"
 
 bench:
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,11 +1,20 @@
-"""Certificates issued per second and OCSP responses per second by the CA, beside the physical limit.
+"""Certificates issued per second and OCSP responses per second by the CA, beside the physical limits.
 
-    .venv/bin/python bench/ca_issue.py [--n 300]
+    .venv/bin/python bench/ca_issue.py [--n 300] [--workers 2] [--seconds 10]
 
 Uses PG* from the environment when PGHOST is set, else a throwaway PostgreSQL 15 (Debian binaries). Prints,
-in the same run: openssl speed (ECDSA P-256 sign/s, the CA's key type), raw cryptography signing of an
-equivalent certificate (baseline), django-ca issuance through the Python API with our policy, the same through
-our HTTP API (in-process ASGI), and OCSP answers through django-ca's responder — each as a ratio to baseline.
+in the same run:
+
+* issuance: raw cryptography signing of an equivalent certificate (the baseline), django-ca issuance through
+  the Python API with our policy, through our HTTP API in-process, and through the real server
+  (``python -m ca serve``, WORKERS processes, concurrent httpx clients) — each as a ratio to the baseline;
+* OCSP on the real server, loaded by ``wrk`` (C, one thread, keep-alive; Debian package ``wrk``) so the client
+  does not eat the server's cores: pre-produced answers for distinct certificates (POST, a Lua script rotating
+  DER requests), the live-signed answer to a request with a nonce (django-ca signs each), ``/healthz`` through
+  the whole FastAPI stack, and a static response from the same server (``/issuer/<ca>.der``, the baseline) —
+  beside ``openssl speed ecdsap256`` signatures/s on one core (the physical limit for signing anything live).
+
+Client, server and PostgreSQL share the same 2 cores.
 """
 
 from __future__ import annotations
@@ -54,9 +63,14 @@ def rate(n: int, fn) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--n", type=int, default=300, help="certificates per issuance measure")
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     args = parser.parse_args()
     n = args.n
+    if not shutil.which("wrk"):
+        print("wrk not found: scripts/bootstrap-host.sh installs it (apt-get install wrk)", file=sys.stderr)
+        return 2
 
     pg = None
     if not os.environ.get("PGHOST"):
@@ -66,7 +80,7 @@ def main() -> int:
     os.environ.setdefault("GOVCLOUD_SECRET_ADMIN_TOKEN", secrets.token_urlsafe(24))
     os.environ["DJANGO_SETTINGS_MODULE"] = "ca.settings"
     try:
-        return run(n)
+        return run(n, args.workers, args.seconds)
     finally:
         if pg:
             subprocess.run([*pg[1], str(PG_BIN / "pg_ctl"), "-D", str(pg[0] / "data"), "-m", "immediate", "stop"],
@@ -74,7 +88,7 @@ def main() -> int:
             shutil.rmtree(pg[0], ignore_errors=True)
 
 
-def run(n: int) -> int:
+def run(n: int, workers: int, seconds: int) -> int:
     import django
 
     django.setup()
@@ -129,85 +143,105 @@ def run(n: int) -> int:
                                             subject=csr.subject, extensions=[san],
                                             not_after=datetime.now(tz=UTC) + timedelta(days=90))
 
-    client = TestClient(build(maintenance_interval=0))
     headers = {"Authorization": f"Bearer {os.environ['GOVCLOUD_SECRET_ADMIN_TOKEN']}"}
     pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in csrs[2 * n:]]
     issued: list[str] = []
+    with TestClient(build(maintenance_interval=0)) as client:
+        def http_api(i: int) -> None:
+            r = client.post("/api/v1/certificates", json={"profile": "tls-server", "csr": pems[i]}, headers=headers)
+            assert r.status_code == 201, r.text
+            issued.append(r.json()["certificate"])
 
-    def http_api(i: int) -> None:
-        r = client.post("/api/v1/certificates", json={"profile": "tls-server", "csr": pems[i]}, headers=headers)
-        assert r.status_code == 201, r.text
-        issued.append(r.json()["certificate"])
-
-    baseline = rate(n, raw)
-    py_rate = rate(n, python_api)
-    http_rate = rate(n, http_api)
+        baseline = rate(n, raw)
+        py_rate = rate(n, python_api)
+        http_rate = rate(n, http_api)
 
     issuer = ca.pub.loaded
     requests = [ocsp.OCSPRequestBuilder().add_certificate(x509.load_pem_x509_certificate(p.encode()), issuer,
                                                           hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
                 for p in issued]
-    path = f"/ocsp/{ca.serial}/cert/"
-
-    def ocsp_answer(i: int) -> None:
-        r = client.post(path, content=requests[i % len(requests)], headers={"Content-Type": "application/ocsp-request"})
-        assert ocsp.load_der_ocsp_response(r.content).certificate_status == ocsp.OCSPCertStatus.GOOD
-
-    ocsp_rate = rate(n, ocsp_answer)
-    from django.test import Client
-
-    view_client = Client()
-
-    def ocsp_view(i: int) -> None:  # django-ca's responder without any HTTP stack: its own capacity
-        r = view_client.post(path, requests[i % len(requests)], content_type="application/ocsp-request")
-        assert ocsp.load_der_ocsp_response(r.content).certificate_status == ocsp.OCSPCertStatus.GOOD
-
-    view_rate = rate(n, ocsp_view)
-
+    nonce_request = (ocsp.OCSPRequestBuilder().add_certificate(x509.load_pem_x509_certificate(issued[0].encode()),
+                                                               issuer, hashes.SHA1())
+                     .add_extension(x509.OCSPNonce(secrets.token_bytes(16)), critical=False).build()
+                     .public_bytes(serialization.Encoding.DER))
     served = served_rates(n, pems_extra=[c.public_bytes(serialization.Encoding.PEM).decode() for c in csrs[:n]],
-                          ocsp_path=path, ocsp_requests=requests, headers=headers)
+                          ca_serial=ca.serial, ocsp_requests=requests, nonce_request=nonce_request, headers=headers,
+                          workers=workers, seconds=seconds)
 
-    print(f"{'measure':52} {'per s':>9} {'x baseline':>10}")
-    print(f"{'openssl speed ecdsap256 sign (1 core, physical limit)':52} {openssl_sign:9.0f} "
-          f"{openssl_sign / baseline:10.2f}")
-    print(f"{'baseline: raw cryptography cert signing (P-256)':52} {baseline:9.0f} {1:10.2f}")
-    print(f"{'django-ca Python API + policy + PostgreSQL':52} {py_rate:9.0f} {py_rate / baseline:10.2f}")
-    print(f"{'our HTTP API (in-process ASGI, sequential)':52} {http_rate:9.0f} {http_rate / baseline:10.2f}")
-    print(f"{'OCSP responses, live-signed (in-process, sequential)':52} {ocsp_rate:9.0f} {ocsp_rate / baseline:10.2f}")
-    print(f"{'OCSP view alone (django.test.Client, no HTTP stack)':52} {view_rate:9.0f} {view_rate / baseline:10.2f}")
-    for label, value in served.items():
-        print(f"{label:52} {value:9.0f} {value / baseline:10.2f}")
-    print(f"n={n} per measure; goals: 100 certs/s, 1000 OCSP/s; 2 cores shared by server, client and PostgreSQL")
+    print(f"{'issuance':60} {'per s':>9} {'x baseline':>10}")
+    print(f"{'baseline: raw cryptography cert signing (P-256, 1 core)':60} {baseline:9.0f} {1:10.2f}")
+    print(f"{'django-ca Python API + policy + PostgreSQL':60} {py_rate:9.0f} {py_rate / baseline:10.2f}")
+    print(f"{'our HTTP API (in-process ASGI, sequential)':60} {http_rate:9.0f} {http_rate / baseline:10.2f}")
+    label = f"served HTTP issuance ({workers} workers, 16 concurrent)"
+    print(f"{label:60} {served['issue']:9.0f} {served['issue'] / baseline:10.2f}")
+    static = served["static"]
+    print(f"\n{'OCSP on the served CA (wrk -t1 -c32, ' + str(seconds) + ' s each)':60} {'per s':>9} {'x static':>10}")
+    print(f"{'openssl speed ecdsap256 sign (1 core: live-signing limit)':60} {openssl_sign:9.0f} "
+          f"{openssl_sign / static:10.2f}")
+    rows = [("baseline: static bytes, same server (GET /issuer/<ca>.der)", static),
+            (f"pre-produced OCSP, {len(requests)} distinct certs (POST)", served["ocsp"]),
+            ("live-signed OCSP (request with a nonce, django-ca)", served["live"]),
+            ("GET /healthz through the whole FastAPI stack", served["healthz"])]
+    for label, value in rows:
+        print(f"{label:60} {value:9.0f} {value / static:10.2f}")
+    print(f"n={n} per issuance measure; {workers} server workers; goals: 100 certs/s, 1000 OCSP/s; "
+          "client, server and PostgreSQL share 2 cores")
     return 0
 
 
-def served_rates(n: int, pems_extra: list[str], ocsp_path: str, ocsp_requests: list[bytes],
-                 headers: dict[str, str], workers: int = 2, concurrency: int = 16) -> dict[str, float]:
-    """The real server (python -m ca serve, uvicorn, WORKERS processes) under concurrent httpx load."""
+def _lua_string(data: bytes) -> str:
+    return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
+
+
+def wrk(url: str, seconds: int, script: str | None = None, connections: int = 32) -> float:
+    """Requests/s reported by wrk (one client thread); refuses runs with errors or non-2xx answers."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        if script:
+            lua.write(script)
+            lua.flush()
+            cmd[1:1] = ["-s", lua.name]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(out)
+    return float(m.group(1))
+
+
+def served_rates(n: int, pems_extra: list[str], ca_serial: str, ocsp_requests: list[bytes], nonce_request: bytes,
+                 headers: dict[str, str], workers: int, seconds: int, concurrency: int = 16) -> dict[str, float]:
+    """The real server (python -m ca serve, uvicorn, WORKERS processes): issuance under concurrent httpx clients,
+    OCSP and static answers under wrk."""
     import asyncio
     import socket
 
     import httpx
+    import psycopg
+    from cryptography import x509
+    from cryptography.x509 import ocsp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GOVCLOUD_PORT_HTTP": str(port), "GOVCLOUD_SETTING_WORKERS": str(workers),
-           "PYTHONPATH": os.pathsep.join(sys.path[:2])}
-    proc = subprocess.Popen([sys.executable, "-m", "ca", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+           "GOVCLOUD_SETTING_MAINTENANCE_SECONDS": "0", "PYTHONPATH": os.pathsep.join(sys.path[:2])}
     base = f"http://127.0.0.1:{port}"
+    with psycopg.connect("", autocommit=True) as conn:  # ready when every worker announced its OCSP listener
+        conn.execute("LISTEN govcloud_ca_ocsp_ack")
+        proc = subprocess.Popen([sys.executable, "-m", "ca", "serve"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        ready: set[str] = set()
+        deadline = time.monotonic() + 120
+        while len(ready) < workers and proc.poll() is None and time.monotonic() < deadline:
+            for note in conn.notifies(timeout=1.0, stop_after=1):
+                kind, _, rest = note.payload.partition(":")
+                if kind == "listening" and rest.endswith(f":{proc.pid}"):
+                    ready.add(rest)
     try:
-        deadline = time.monotonic() + 60
-        while True:  # readiness poll of a child process (bench only, bounded)
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the CA server did not become ready")
-            time.sleep(0.2)
+        if len(ready) < workers:
+            raise RuntimeError("the CA server did not start")
 
         async def load(make) -> float:  # type: ignore[no-untyped-def]
             async with httpx.AsyncClient(base_url=base, timeout=30,
@@ -227,17 +261,30 @@ def served_rates(n: int, pems_extra: list[str], ocsp_path: str, ocsp_requests: l
             return client.post("/api/v1/certificates", json={"profile": "tls-server", "csr": pems_extra[i]},
                                headers=headers)
 
-        def answer(client, i):  # type: ignore[no-untyped-def]
-            return client.post(ocsp_path, content=ocsp_requests[i % len(ocsp_requests)],
-                               headers={"Content-Type": "application/ocsp-request"})
-
-        def probe(client, i):  # type: ignore[no-untyped-def]
-            return client.get("/healthz")
-
-        return {f"served /healthz, harness ceiling ({workers} workers)": asyncio.run(load(probe)),
-                f"served HTTP issuance ({workers} workers, {concurrency} concurrent)": asyncio.run(load(issue)),
-                f"served OCSP, distinct certs: live-signed ({workers} workers)": asyncio.run(load(answer)),
-                f"served OCSP, same certs again: cached ({workers} workers)": asyncio.run(load(answer))}
+        result = {"issue": asyncio.run(load(issue))}
+        path = f"/ocsp/{ca_serial}/cert/"
+        with httpx.Client(base_url=base) as c:  # every request of the OCSP script answers "good", signed
+            for der in ocsp_requests:
+                r = c.post(path, content=der, headers={"Content-Type": "application/ocsp-request"})
+                assert ocsp.load_der_ocsp_response(r.content).certificate_status == ocsp.OCSPCertStatus.GOOD
+            live = ocsp.load_der_ocsp_response(c.post(path, content=nonce_request).content)
+            assert live.certificate_status == ocsp.OCSPCertStatus.GOOD
+            assert live.extensions.get_extension_for_class(x509.OCSPNonce)  # signed for this request
+        post = (f"local bodies = {{{', '.join(_lua_string(d) for d in ocsp_requests)}}}\n"
+                "local reqs, i = {}, 0\n"
+                "function init(args)\n"
+                "  for k, b in ipairs(bodies) do\n"
+                f"    reqs[k] = wrk.format('POST', '{path}', {{['Content-Type'] = 'application/ocsp-request'}}, b)\n"
+                "  end\nend\n"
+                "function request()\n  i = i % #reqs + 1\n  return reqs[i]\nend\n")
+        nonce = (f"wrk.method = 'POST'\nwrk.body = {_lua_string(nonce_request)}\n"
+                 "wrk.headers['Content-Type'] = 'application/ocsp-request'\n")
+        wrk(base + path, 2, post)  # warm-up: every worker's memory holds the answers (production steady state)
+        result["static"] = wrk(f"{base}/issuer/{ca_serial}.der", seconds)
+        result["ocsp"] = wrk(base + path, seconds, post)
+        result["live"] = wrk(base + path, seconds, nonce)
+        result["healthz"] = wrk(base + "/healthz", seconds)
+        return result
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -70,6 +70,14 @@ class StackState:
     def all(self) -> dict[str, dict[str, str]]:
         return self._read()
 
+    def restore(self, data: dict[str, dict[str, str]]) -> None:
+        """Seed a new stack's state from a backup (``govcloud/state``); refuses to replace existing state."""
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise StateError(f"stack {self.stack}: the state to restore is not a JSON object of groups")
+        if self._read():
+            raise StateError(f"{self.secrets_file}: already holds secrets; a restore never replaces them")
+        self._write(data)
+
     def get(self, group: str, key: str) -> str:
         try:
             return self._read()[group][key]

@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(podman runc catatonit uidmap slirp4netns fuse-overlayfs debootstrap restic postgresql-15
           postgresql-client-15 nats-server softhsm2 opensc openssl curl ca-certificates iproute2
-          python3-venv python3-dev libpq-dev gcc make git dpkg-dev zstd)
+          python3-venv python3-dev libpq-dev gcc make git dpkg-dev zstd wrk)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -14,3 +14,4 @@ def all_commands(app: typer.Typer) -> None:
     deploy.register(app)  # workloads on clusters: deploy, diff
     cluster.register(app)  # hosts: inventory, cluster ...
     __import__("infra.cli.bundle").cli.bundle.register(app)  # air-gapped: bundle create/verify/install
+    __import__("infra.cli.payments").cli.payments.register(app)  # payments: reconcile against the settlement file

@@ -14,7 +14,7 @@ from typing import Any
 
 from infra.cloud.tags import RESTIC, Tagger, backup_containers
 from infra.model import StackModel
-from infra.ops.restic import Restic
+from infra.ops.restic import Restic, ResticError
 from infra.state import StackState
 
 PASSWORD_GROUP, PASSWORD_KEY = "restic", "password"
@@ -71,4 +71,21 @@ def open_repository(model: StackModel, create: bool = False) -> Restic:
     repo = Restic(repository_url(model), password, extra)
     if create:
         repo.init_if_needed()
+    return repo
+
+
+def open_existing(model: StackModel) -> Restic:
+    """The stack's repository for reading only (drills): writes nothing, not even a password, to its state."""
+    password = StackState(model.name).all().get(PASSWORD_GROUP, {}).get(PASSWORD_KEY)
+    hint = f"run `govcloud backup -s {model.name}` first"
+    if not password:
+        raise ResticError(f"stack {model.name} has never been backed up (no repository password in its state): {hint}")
+    extra: dict[str, str] = {}
+    if model.target != "local":
+        from infra.ops.cloud_credentials import restic_env
+
+        extra = restic_env(model)
+    repo = Restic(repository_url(model), password, extra)
+    if not repo.exists():
+        raise ResticError(f"stack {model.name}: no backup repository at {repo.repository}: {hint}")
     return repo

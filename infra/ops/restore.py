@@ -1,9 +1,10 @@
-"""``govcloud restore`` and ``govcloud drill``: put a backup back, and prove that backups restore.
+"""``govcloud restore`` and ``govcloud drill --beside``: put a backup back, and prove that backups restore.
 
 A restore never loses what is there now: it first takes a safety backup of the current data, stops
 the component, restores, verifies the restored facts against the snapshot's facts, and on any failure
-puts the safety backup back. A drill restores into a scratch database next to the live one and
-verifies the same facts, measuring RTO (restore + verify time) and RPO (age of the snapshot).
+puts the safety backup back. A drill ``--beside`` restores into a scratch database next to the live one and
+verifies the same facts, measuring RTO (restore + verify time) and RPO (age of the snapshot): quick, but it
+proves neither the state (secrets) nor that the platform starts on its backups; ``infra.ops.drill`` does both.
 """
 
 from __future__ import annotations
@@ -83,9 +84,15 @@ def compare_facts(expected: dict[str, dict[str, object]], actual: dict[str, dict
     return "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
 
 
-def _snapshots_for(repo: Restic, model: StackModel, component: str, kind: str) -> tuple[Snapshot, Snapshot | None]:
-    newest = latest(repo, model)
-    snap = newest.get(f"{component}/{kind}")
+def _snapshots_for(repo: Restic, model: StackModel, component: str, kind: str,
+                   snapshot: str | None = None) -> tuple[Snapshot, Snapshot | None]:
+    if snapshot:
+        snap = next((s for s in repo.snapshots([f"govcloud-stack={model.name}", f"component={component}",
+                                                f"kind={kind}"]) if s.id.startswith(snapshot)), None)
+        if snap is None:
+            raise BackupError(f"--snapshot {snapshot}: not a {kind} snapshot of {component} in stack {model.name}")
+    else:
+        snap = latest(repo, model).get(f"{component}/{kind}")
     if snap is None:
         raise BackupError(f"{component}: no {kind} backup in {repo.repository}; run `govcloud backup -s {model.name}`")
     facts = None
@@ -144,13 +151,14 @@ def drill(model: StackModel, runtime: Runtime, say: Progress, only: str | None =
     return results
 
 
-def restore(model: StackModel, runtime: Runtime, component: str, say: Progress) -> DrillResult:
+def restore(model: StackModel, runtime: Runtime, component: str, say: Progress,
+            snapshot: str | None = None) -> DrillResult:
     """Restore the latest backup of a component's database in place, safely (see module docstring)."""
     spec = load_components().get(component)
     if spec is None or not spec.database:
         raise BackupError(f"--component {component}: only components with a database restore in place")
     repo = open_repository(model)
-    snap, facts_snap = _snapshots_for(repo, model, component, "database")
+    snap, facts_snap = _snapshots_for(repo, model, component, "database", snapshot)
     assert facts_snap is not None
     start = time.monotonic()
     say(f"{component}: safety backup of the current data first")

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -111,16 +112,18 @@ class LocalRuntime:
         podman("secret", "create", name, "-", input=payload)
 
     # ---- Runtime interface -----------------------------------------------------------------------
-    def up(self, say: Progress) -> list[ComponentStatus]:
+    def up(self, say: Progress, only: Collection[str] | None = None) -> list[ComponentStatus]:
+        """Apply the stack (or the components in ``only``: a restore brings postgres up before its consumers)."""
         from infra.images import build_all
 
         preflight()
-        refs = build_all(self.specs, say)
+        specs = [s for s in self.specs if only is None or s.name in only]
+        refs = build_all(specs, say)
         wanted = {s.name: secret_keys(self.model, s) for s in self.specs}
         state = self.state.ensure(wanted)
         applied = self._applied()
         statuses = []
-        for spec in self.specs:
+        for spec in specs:
             docs = workload_docs(self.model, spec, str(refs[spec.name]))
             data = secret_data(self.model, spec, state)
             secret_hash = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -19,6 +19,7 @@ def migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
+    call_command("createcachetable", verbosity=0)  # the shared cache (ACME nonces, CRLs): idempotent
 
 
 def main(argv: list[str] | None = None) -> int:

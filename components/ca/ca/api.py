@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
-from ca import hierarchy
+from ca import hierarchy, ocsp
 from ca.policy import issue_context
 from ca.profiles import PROFILES, PolicyError, check_key
 
@@ -283,11 +283,14 @@ def revoke(serial: str, req: RevokeRequest, _: Caller = Depends(admin)) -> dict[
     cert = _cert_or_404(serial)
     if cert.revoked:
         raise HTTPException(409, {"error": "already revoked", "reason": cert.revoked_reason})
-    cert.revoke(reason=REASONS[name], compromised=req.compromised)
-    hierarchy.regenerate_crls(cert.ca)  # CRL reflects the revocation at once; OCSP is signed live
+    with ocsp.barrier() as propagated:  # listening for the workers' acknowledgements before the change commits
+        cert.revoke(reason=REASONS[name], compromised=req.compromised)  # re-signs its OCSP responses (ca.ocsp)
+        hierarchy.regenerate_crls(cert.ca)  # CRL reflects the revocation at once
+        # every worker (every listening process of every replica) has dropped its in-memory "good"
+        spread = propagated(getattr(cert, "_govcloud_ocsp_token", None))
     REVOKED.labels(name).inc()
     cert.refresh_from_db()
-    return cert_doc(cert)
+    return {**cert_doc(cert), "ocsp": spread}
 
 
 # --- reading ----------------------------------------------------------------------------------------------

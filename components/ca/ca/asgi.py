@@ -17,7 +17,7 @@ django.setup()
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from django_ca.models import CertificateAuthority  # noqa: E402
-from fastapi import FastAPI, Request, Response  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
 from govcloud_common.service import background, create_app  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
@@ -83,43 +83,37 @@ async def check_crl() -> str | None:
 
 
 async def _maintenance(interval: float) -> None:
-    """CRLs and OCSP delegate keys on a schedule (revocations also regenerate the CRL at once)."""
+    """CRLs, OCSP delegate keys and pre-produced OCSP responses on a schedule (revocations act at once)."""
     while True:
         try:
             done = await run_in_threadpool(_sync(hierarchy.maintain_once))
-            if done and (done["crl"] or done["ocsp_key"]):
+            if done and any(done.values()):
                 log.info("maintenance", extra={"fields": done})
         except Exception:
             log.exception("maintenance failed")
         await asyncio.sleep(interval)
 
 
-def build(maintenance_interval: float | None = None) -> FastAPI:
+def build(maintenance_interval: float | None = None) -> ocsp.Front:
+    """The FastAPI application (probes, our API, django-ca's views) behind the OCSP front (ca.ocsp.Front)."""
     interval = maintenance_interval if maintenance_interval is not None else float(
         os.environ.get("GOVCLOUD_SETTING_MAINTENANCE_SECONDS", "600"))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with background((lambda: _maintenance(interval)) if interval > 0 else None):
-            yield
+        listener = ocsp.Listener()  # this process's OCSP memory is evicted on every revocation, any worker's
+        listener.start()
+        try:
+            async with background((lambda: _maintenance(interval)) if interval > 0 else None):
+                yield
+        finally:
+            await run_in_threadpool(listener.stop)
 
     app = create_app("ca", checks={"database": check_db, "cas": check_cas, "crl": check_crl,
                                          "bodies": check_bodies}, lifespan=lifespan)
     app.include_router(router)
-
-    @app.post("/ocsp/{ca_serial}/cert/", include_in_schema=False)
-    async def ocsp_post(ca_serial: str, request: Request) -> Response:
-        """django-ca's responder on the fast path (GET /ocsp/<ca>/cert/<b64> stays with the Django mount)."""
-        der = await request.body()
-        hit = ocsp.cached(ca_serial, der)
-        if hit is None:
-            status, hit = await run_in_threadpool(_sync(lambda: ocsp.answer(ca_serial, der)))
-        else:
-            status = 200
-        return Response(hit, status_code=status, media_type=ocsp.CONTENT_TYPE)
-
-    app.mount("/", get_asgi_application())  # django-ca: /ocsp/<ca>/cert/, /crl/<ca>/, /issuer/<ca>.der
-    return app
+    app.mount("/", get_asgi_application())  # django-ca: /ocsp/<ca>/ca/, /crl/<ca>/, nonce OCSP via ca.ocsp.live
+    return ocsp.Front(app)  # /ocsp/<ca>/cert/ (POST and GET) and /issuer/<ca>.der without the Django stack
 
 
 app = build()

@@ -107,6 +107,7 @@ def ensure_hierarchy() -> dict[str, str]:
             with transaction.atomic():
                 existing[spec.name] = _create(spec, existing[spec.parent] if spec.parent else None)
             result[spec.name] = "created"
+        configure_acme()
         maintain(force_crl=any(v == "created" for v in result.values()))
     finally:
         with connection.cursor() as cur:
@@ -114,12 +115,22 @@ def ensure_hierarchy() -> dict[str, str]:
     return result
 
 
+def configure_acme() -> None:
+    """ACME on the platform CA only (its default directory /acme/directory/), issuing the tls-server profile;
+    accounts may register without a contact. Off everywhere when the ``acme`` setting is false."""
+    CertificateAuthority.objects.exclude(name="platform").filter(acme_enabled=True).update(acme_enabled=False)
+    CertificateAuthority.objects.filter(name="platform").update(
+        acme_enabled=settings.ACME, acme_registration=True, acme_profile="tls-server", acme_requires_contact=False)
+
+
 def regenerate_crls(ca: CertificateAuthority) -> None:
-    """Both scopes: end-entity certificates (/crl/<ca>/) and CA certificates (/crl/ca/<ca>/)."""
+    """Both scopes: end-entity certificates (/crl/<ca>/) and CA certificates (/crl/ca/<ca>/); each new CRL also
+    replaces the one django-ca's CRL view keeps in the shared cache."""
     opts = use_options(ca)
     for scope in ({"only_contains_user_certs": True}, {"only_contains_ca_certs": True}):
-        CertificateRevocationList.objects.create_certificate_revocation_list(
+        crl = CertificateRevocationList.objects.create_certificate_revocation_list(
             ca=ca, key_backend_options=opts, next_update=datetime.now(tz=UTC) + CRL_VALIDITY, **scope)
+        crl.cache(ca.serial)
 
 
 def newest_crl(ca: CertificateAuthority, ca_scope: bool = False) -> CertificateRevocationList | None:
@@ -129,8 +140,11 @@ def newest_crl(ca: CertificateAuthority, ca_scope: bool = False) -> CertificateR
 
 
 def maintain(force_crl: bool = False) -> dict[str, list[str]]:
-    """Renew OCSP delegate certificates when due and CRLs close to their next update (the schedule's job)."""
-    done: dict[str, list[str]] = {"crl": [], "ocsp_key": []}
+    """Renew OCSP delegate certificates when due, CRLs close to their next update, and pre-produced OCSP responses
+    past half their validity (the schedule's job)."""
+    from ca import ocsp
+
+    done: dict[str, list[str]] = {"crl": [], "ocsp_key": [], "ocsp_responses": []}
     soon = datetime.now(tz=UTC) + CRL_RENEW_BEFORE
     for ca in CertificateAuthority.objects.filter(name__in=NAMES):
         if ca.generate_ocsp_key(use_options(ca)) is not None:
@@ -139,6 +153,7 @@ def maintain(force_crl: bool = False) -> dict[str, list[str]]:
         if force_crl or any(c is None or c.next_update is None or c.next_update < soon for c in crls):
             regenerate_crls(ca)
             done["crl"].append(ca.name)
+    done["ocsp_responses"] = [f"{name}: {n}" for name, n in sorted(ocsp.refresh().items())]
     return done
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 
 DOMAIN = os.environ.get("GOVCLOUD_DOMAIN", "gov.local")
 ORGANIZATION = os.environ.get("GOVCLOUD_SETTING_ORGANIZATION", "GovCloud")
@@ -43,16 +44,26 @@ DATABASES = {
     }
 }
 
-# No shared cache: with several workers a per-process cache would serve stale CRLs after a revocation.
-# CRLs and OCSP answers are read from / signed against PostgreSQL on every request instead.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+# One cache every worker and replica shares, in the CA's PostgreSQL (`python -m ca` runs createcachetable): ACME
+# replay nonces must be valid on whichever worker the next request reaches, and django-ca's cached CRLs are
+# overwritten by every regeneration (ca.hierarchy.regenerate_crls). OCSP answers have their own table (ca.ocsp).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "govcloud_ca_cache",
+                      "TIMEOUT": 3600, "OPTIONS": {"MAX_ENTRIES": 100_000}}}
+# Behind a TLS-terminating ingress: ACME URLs (directory, orders, ...) are built from the request, so trust the
+# ingress's X-Forwarded-Proto/Host to make them https://<public host>/...
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = True
 
 LOGGING_CONFIG = None  # govcloud_common.logs owns logging
 
 # --- django-ca ---------------------------------------------------------------------------------------------
 CA_USE_CELERY = False
 CA_ENABLE_REST_API = False  # it enforces no issuance policy (upstream issue 168); ours lives in ca.api
-CA_ENABLE_ACME = False
+# ACME (RFC 8555) for the platform's TLS: the platform CA only, profile tls-server (our policy applies), http-01.
+ACME = os.environ.get("GOVCLOUD_SETTING_ACME", "true").lower() in ("1", "true", "yes", "on")
+CA_ENABLE_ACME = ACME
+CA_ACME_DEFAULT_CERT_VALIDITY = timedelta(days=90)  # the tls-server profile's default
+CA_ACME_MAX_CERT_VALIDITY = timedelta(days=90)
 CA_DEFAULT_HOSTNAME = PUBLIC_HOST
 CA_DEFAULT_SIGNATURE_HASH_ALGORITHM = "SHA-256"
 CA_DEFAULT_KEY_SIZE = 4096

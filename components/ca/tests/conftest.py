@@ -56,3 +56,56 @@ def client(ca_db):  # type: ignore[no-untyped-def]
 
     with TestClient(build(maintenance_interval=0)) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def pki(client, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The CA certificates on disk for openssl."""
+    d = tmp_path_factory.mktemp("pki")
+    cas = {c["name"]: c for c in client.get("/api/v1/cas").json()}
+    for name, doc in cas.items():
+        (d / f"{name}.pem").write_text(doc["certificate"])
+    return d, cas
+
+
+@pytest.fixture(scope="session")
+def served(ca_db) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The real server on the session database: ``python -m ca serve`` with 2 uvicorn workers. Ready when both
+    workers announced their OCSP listener (ca.ocsp.Listener) on PostgreSQL; the socket is bound before that."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    here = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "GOVCLOUD_PORT_HTTP": str(port), "GOVCLOUD_SETTING_WORKERS": "2",
+           "GOVCLOUD_SETTING_MAINTENANCE_SECONDS": "0", "NO_PROXY": "*",
+           "PYTHONPATH": f"{here}{os.pathsep}{here.parent / 'common'}"}
+    with tempfile.TemporaryFile() as err, psycopg.connect(ca_db, autocommit=True) as conn:
+        conn.execute("LISTEN govcloud_ca_ocsp_ack")
+        proc = subprocess.Popen([sys.executable, "-m", "ca", "serve"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        workers: set[str] = set()
+        deadline = time.monotonic() + 90
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            for note in conn.notifies(timeout=1.0, stop_after=1):
+                kind, _, rest = note.payload.partition(":")
+                pid, _, parent = rest.partition(":")
+                if kind == "listening" and parent == str(proc.pid):
+                    workers.add(pid)
+        if len(workers) < 2:
+            proc.kill()
+            proc.wait(timeout=10)
+            err.seek(0)
+            pytest.fail(f"the CA server did not start 2 workers: {err.read().decode(errors='replace')[-3000:]}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -44,16 +44,6 @@ def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProce
                           text=True, timeout=30)
 
 
-@pytest.fixture(scope="module")
-def pki(client, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """The CA certificates on disk for openssl."""
-    d = tmp_path_factory.mktemp("pki")
-    cas = {c["name"]: c for c in client.get("/api/v1/cas").json()}
-    for name, doc in cas.items():
-        (d / f"{name}.pem").write_text(doc["certificate"])
-    return d, cas
-
-
 def citizen_subject() -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Amina Haddad"),
                       x509.NameAttribute(NameOID.SERIAL_NUMBER, "01234567890")])
@@ -395,9 +385,9 @@ def test_probes_and_metrics(client):  # type: ignore[no-untyped-def]
 def test_maintenance_renews_nothing_when_fresh(ca_db):  # type: ignore[no-untyped-def]
     from ca.hierarchy import maintain, maintain_once
 
-    assert maintain() == {"crl": [], "ocsp_key": []}
+    assert maintain() == {"crl": [], "ocsp_key": [], "ocsp_responses": []}
     assert sorted(maintain(force_crl=True)["crl"]) == ["citizen", "platform", "root"]
-    assert maintain_once() == {"crl": [], "ocsp_key": []}
+    assert maintain_once() == {"crl": [], "ocsp_key": [], "ocsp_responses": []}
 
 
 def test_backup_restore_verify_in_a_fresh_database(client, pg_server):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
@@ -32,23 +32,49 @@ async def background(run: Callable[[], Coroutine[Any, Any, None]] | None) -> Asy
                 await task
 
 
+class _Observe:
+    """Request ids and the per-route count and latency, as plain ASGI middleware.
+
+    (Starlette's ``BaseHTTPMiddleware`` runs each request in a task group and streams every response through a
+    memory channel: about 0.45 ms of CPU per request, several times the cost of serving a small static file.)
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "") or uuid.uuid4().hex
+        start = time.perf_counter()
+        status = 500  # the app raised before answering (the server's error handler answers 500)
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", rid.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)
+
+
 def create_app(component: str, checks: dict[str, ReadyCheck] | None = None, **kwargs: object) -> FastAPI:
     """A FastAPI app with the platform's probes and metrics; ``checks`` decide readiness."""
     app = FastAPI(title=f"govcloud {component}", **kwargs)  # type: ignore[arg-type]
     ready_checks: dict[str, ReadyCheck] = dict(checks or {})
     app.state.ready_checks = ready_checks
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
-        response.headers["x-request-id"] = rid
-        return response
+    app.add_middleware(_Observe)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

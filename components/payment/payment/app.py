@@ -13,7 +13,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from govcloud_common.service import background, create_app
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from payment.gateway import SLUG, TEXT, ApiError, Bill, Callback, Gateway, OrderRequest, PaymentConfig
 
@@ -32,7 +32,10 @@ class ChannelIn(BaseModel):
 
 
 class ReconcileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     date: date
+    settlement_csv: str | None = Field(None, max_length=64 * 2**20, description=(
+        "the settlement file (CSV, PROTOCOL.md section 4) to match instead of fetching the switch's"))
 
     @field_validator("date")
     @classmethod
@@ -146,7 +149,7 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
     @app.post("/api/reconciliations", status_code=201)
     async def reconcile(body: ReconcileIn, request: Request) -> dict[str, Any]:
         admin(request)
-        return await gw.reconcile(body.date)
+        return await gw.reconcile(body.date, body.settlement_csv)
 
     @app.get("/api/reconciliations/{rid}")
     async def reconciliation(rid: Annotated[int, Path(ge=1, le=2**62)], request: Request) -> dict[str, Any]:
@@ -201,12 +204,31 @@ def build_app(cfg: PaymentConfig) -> FastAPI:
 
 
 async def _workers(gw: Gateway) -> None:
-    while True:
-        try:
-            await gw.expire_due()
-            await gw.sync_overdue()
-            if gw.notifier:
-                await gw.notifier.deliver_due(gw.now())
-        except Exception:  # a transient database or network fault must not stop the workers for good
-            log.exception("background run failed")
-        await asyncio.sleep(gw.cfg.worker_interval_s)
+    """Expiry and overdue status queries every ``worker_interval_s``; notifications as soon as this process queued
+    one (woken by the callback that did), else every interval. Each runs in every uvicorn worker: the rows they take
+    are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent runs share the work and never do it twice."""
+
+    async def maintenance() -> None:
+        while True:
+            try:
+                await gw.expire_due()
+                await gw.sync_overdue()
+            except Exception:  # a transient database or network fault must not stop the workers for good
+                log.exception("background run failed")
+            await asyncio.sleep(gw.cfg.worker_interval_s)
+
+    async def notifications() -> None:
+        notifier = gw.notifier
+        assert notifier is not None
+        while True:
+            notifier.wake.clear()
+            try:
+                got = await notifier.deliver_due(gw.now())
+            except Exception:
+                log.exception("notification delivery failed")
+                got = {"delivered": 0}
+            if not got["delivered"]:  # nothing due (or a full batch went out: look again at once)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(notifier.wake.wait(), gw.cfg.worker_interval_s)
+
+    await asyncio.gather(maintenance(), *([notifications()] if gw.notifier else []))

@@ -117,6 +117,38 @@ def body_hash(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+SETTLEMENT_COLUMNS = ("switch_ref", "rtp_id", "amount")
+
+
+class SettlementError(ValueError):
+    pass
+
+
+def parse_settlement(text: str) -> list[dict[str, Any]]:
+    """The settlement CSV (PROTOCOL.md §4) as rows ``{switch_ref, rtp_id, amount: int, line}``; the first problem
+    found is raised naming its line and column."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in SETTLEMENT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SettlementError(f"line 1: header lacks column(s) {', '.join(missing)} (expected "
+                              "switch_ref,rtp_id,amount,currency,status,decided_at)")
+    rows: list[dict[str, Any]] = []
+    for row in reader:
+        line = reader.line_num
+        if None in row or any(row.get(c) is None for c in SETTLEMENT_COLUMNS):
+            raise SettlementError(f"line {line}: expected {len(reader.fieldnames or [])} fields")
+        raw = (row["amount"] or "").strip()
+        if not raw.isascii() or not raw.isdigit() or int(raw) <= 0:
+            raise SettlementError(f"line {line}: amount {raw!r} is not a positive integer in minor units")
+        if row.get("currency", "SYP") != "SYP":
+            raise SettlementError(f"line {line}: currency {row['currency']!r} is not SYP")
+        for col in ("switch_ref", "rtp_id"):
+            if not row[col] or len(row[col]) > 64:
+                raise SettlementError(f"line {line}: {col} is empty or longer than 64 characters")
+        rows.append({"switch_ref": row["switch_ref"], "rtp_id": row["rtp_id"], "amount": int(raw), "line": line})
+    return rows
+
+
 class Gateway:
     def __init__(self, cfg: PaymentConfig) -> None:
         self.cfg = cfg
@@ -178,15 +210,17 @@ class Gateway:
                      for b in bills])
         return len(bills)
 
-    async def bill_inquiry(self, reference: str) -> dict[str, Any]:
-        async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM billers WHERE prefix = %s", (reference.split("-", 1)[0],))
-            biller = await cur.fetchone()
-            if not biller:
-                raise ApiError(404, "unknown biller", f"no biller has the prefix of {reference!r}")
-            await cur.execute("SELECT * FROM bills WHERE reference = %s", (reference,))
-            bill = await cur.fetchone()
+    async def bill_inquiry(self, reference: str, conn: psycopg.AsyncConnection[Any] | None = None) -> dict[str, Any]:
+        if conn is None:
+            async with self.pool.connection() as own:
+                return await self.bill_inquiry(reference, own)
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT * FROM billers WHERE prefix = %s", (reference.split("-", 1)[0],))
+        biller = await cur.fetchone()
+        if not biller:
+            raise ApiError(404, "unknown biller", f"no biller has the prefix of {reference!r}")
+        await cur.execute("SELECT * FROM bills WHERE reference = %s", (reference,))
+        bill = await cur.fetchone()
         if not bill:
             raise ApiError(404, "unknown bill", reference)
         return {"reference": reference, "biller": {k: biller[k] for k in ("id", "kind", "name")},
@@ -197,6 +231,9 @@ class Gateway:
     # -- orders -----------------------------------------------------------------------------------------------------
 
     async def create_order(self, key: str | None, raw: bytes) -> tuple[int, dict[str, Any]]:
+        """One database transaction in two round trips (pipeline mode): BEGIN + claim the key under the order's
+        lock + look up the channel (and a stored answer); then, after the switch accepted the request to pay, the
+        order, its reservation in the ledger and the stored answer + COMMIT."""
         if not key or len(key) > 255:
             raise ApiError(400, "Idempotency-Key required", "every create carries an Idempotency-Key header (1-255)")
         try:
@@ -208,78 +245,70 @@ class Gateway:
             req = OrderRequest.model_validate(doc)
         except ValidationError as exc:
             raise ApiError(422, "invalid order", json.dumps(exc.errors(include_url=False), default=str)) from None
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT i.body_hash, i.status, i.response, c.id, c.kind FROM (SELECT 1) one"
-                " LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %s"
-                " LEFT JOIN channels c ON c.id = %s AND c.enabled", (key, req.channel))).fetchone()
-        assert row is not None
-        if row[0] is not None:
-            return self._replay((row[0], row[1], json.loads(row[2])), digest)
-        if row[3] is None:
-            raise ApiError(422, "unknown channel", req.channel)
-        channel = {"id": row[3], "kind": row[4]}
-        if req.kind == "fee":
-            assert req.service_id
-            try:
-                fee = await self.cfg.fees.fee(req.service_id)
-            except UnknownService:
-                raise ApiError(404, "unknown service", req.service_id) from None
-            except FeeSourceError as exc:
-                raise ApiError(502, "fee unavailable", str(exc)) from None
-            amount, payee, body = fee.amount, f"service:{req.service_id}", fee.body
-        else:
-            assert req.bill_reference
-            bill = await self.bill_inquiry(req.bill_reference)
-            if bill["status"] == "paid":
-                raise ApiError(409, "bill already paid", req.bill_reference)
-            amount, payee, body = bill["amount_due"], f"biller:{bill['biller']['id']}", None
         order_id = "PO" + hashlib.sha256(f"orders\0{key}".encode()).hexdigest()[:24]
         now = self.now()
         expires = now + self.cfg.order_ttl
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
+        try:
+            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                 # the order's lock first: the switch may call back before this transaction commits, and its
-                # callback waits on this lock; a concurrent twin with the same key waits here too
-                cur = await conn.execute(
+                # callback waits on this lock; a concurrent twin with the same key waits here too. The lookup is a
+                # separate statement so that its snapshot is taken after the lock is held (it sees a twin's commit).
+                claim = await conn.execute(
                     "INSERT INTO idempotency (scope, key, body_hash, created_at)"
                     " SELECT 'orders', %s, %s, %s FROM (SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))) l"
                     " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now, order_id))
-                claimed = await cur.fetchone() is not None
-                if claimed:
-                    switch_ref = await self._request_to_pay(order_id, amount, channel, req.payer_account, payee,
-                                                            expires)
-                    response = _order_doc({
-                        "id": order_id, "kind": req.kind, "service_id": req.service_id,
-                        "bill_reference": req.bill_reference, "payee": payee, "amount": amount, "currency": "SYP",
-                        "channel": req.channel, "payer_account": req.payer_account, "status": "pending",
-                        "reason": None, "switch_ref": switch_ref, "created_at": now, "expires_at": expires,
-                        "closed_at": None})
-                    async with conn.pipeline():
-                        ocur = await conn.execute(
-                            "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
-                            " channel, payer_account, status, switch_ref, created_at, expires_at, body)"
-                            " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s,%s)"
-                            " ON CONFLICT (bill_reference) WHERE bill_reference IS NOT NULL"
-                            " AND status IN ('reserved', 'pending', 'paid') DO NOTHING RETURNING id",
-                            (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                             req.payer_account, switch_ref, now, expires, body))
-                        await ledger.reserve(conn, order_id, amount, now)
-                        await conn.execute("UPDATE idempotency SET status = 201, response = %s"
-                                           " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))
-                    if await ocur.fetchone() is None:
-                        raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "")
-            if not claimed:  # a concurrent twin with the same key committed first
-                stored = await self._stored(conn, key)
-                assert stored is not None
-                return self._replay(stored, digest)
+                look = await conn.execute(
+                    "SELECT i.body_hash, i.status, i.response, c.id, c.kind FROM (SELECT 1) one"
+                    " LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %s AND i.status IS NOT NULL"
+                    " LEFT JOIN channels c ON c.id = %s AND c.enabled", (key, req.channel))
+                claimed = await claim.fetchone() is not None
+                row = await look.fetchone()
+                assert row is not None
+                if not claimed:  # answered before (or by a concurrent twin that committed first): replay
+                    if row[0] is None:
+                        raise ApiError(409, "Idempotency-Key in use", "retry with the same Idempotency-Key")
+                    return self._replay((row[0], row[1], json.loads(row[2])), digest)
+                if row[3] is None:
+                    raise ApiError(422, "unknown channel", req.channel)
+                channel = {"id": row[3], "kind": row[4]}
+                if req.kind == "fee":
+                    assert req.service_id
+                    try:
+                        fee = await self.cfg.fees.fee(req.service_id)
+                    except UnknownService:
+                        raise ApiError(404, "unknown service", req.service_id) from None
+                    except FeeSourceError as exc:
+                        raise ApiError(502, "fee unavailable", str(exc)) from None
+                    amount, payee, body = fee.amount, f"service:{req.service_id}", fee.body
+                else:
+                    assert req.bill_reference
+                    bill = await self.bill_inquiry(req.bill_reference, conn)
+                    if bill["status"] == "paid":
+                        raise ApiError(409, "bill already paid", req.bill_reference)
+                    amount, payee, body = bill["amount_due"], f"biller:{bill['biller']['id']}", None
+                switch_ref = await self._request_to_pay(order_id, amount, channel, req.payer_account, payee, expires)
+                response = _order_doc({
+                    "id": order_id, "kind": req.kind, "service_id": req.service_id,
+                    "bill_reference": req.bill_reference, "payee": payee, "amount": amount, "currency": "SYP",
+                    "channel": req.channel, "payer_account": req.payer_account, "status": "pending",
+                    "reason": None, "switch_ref": switch_ref, "created_at": now, "expires_at": expires,
+                    "closed_at": None})
+                # a second open order for one bill violates orders_one_per_bill: the whole transaction is undone
+                await conn.execute(
+                    "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
+                    " channel, payer_account, status, switch_ref, created_at, expires_at, body)"
+                    " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s,%s)",
+                    (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
+                     req.payer_account, switch_ref, now, expires, body))
+                await ledger.reserve(conn, order_id, amount, now)
+                await conn.execute("UPDATE idempotency SET status = 201, response = %s"
+                                   " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "orders_one_per_bill":
+                raise
+            raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "") from None
         ORDERS.labels("pending").inc()
         return 201, response
-
-    async def _stored(self, conn: psycopg.AsyncConnection[Any], key: str) -> tuple[str, int, Any] | None:
-        row = await (await conn.execute("SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders'"
-                                        " AND key = %s", (key,))).fetchone()
-        return (row[0], row[1], json.loads(row[2])) if row else None
 
     @staticmethod
     def _replay(stored: tuple[str, int, Any], digest: str) -> tuple[int, dict[str, Any]]:
@@ -370,24 +399,30 @@ class Gateway:
         return await self._decision(cb, json.loads(raw), now)
 
     async def _decision(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """Apply one switch decision (a callback, or a status query's answer) exactly once per event."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT o.*, EXISTS (SELECT 1 FROM callbacks WHERE event_id = %s) AS seen"
-                              " FROM orders o WHERE o.id = %s FOR UPDATE", (cb.event_id, cb.rtp_id))
-            row = await cur.fetchone()
-            if not row:  # unknown here (e.g. its create failed after the switch accepted): the switch retries
-                raise ApiError(404, "unknown order", cb.rtp_id)
-            if row["seen"]:
-                return {"result": "duplicate", "order": cb.rtp_id}
-            async with conn.pipeline():
+        """Apply one switch decision (a callback, or a status query's answer) exactly once per event: one database
+        transaction in two round trips (pipeline mode): BEGIN + the order's lock + the order; then the postings,
+        the order's new state, receipt, notification, the event's record + COMMIT."""
+        try:
+            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+                await conn.execute(ORDER_LOCK, (cb.rtp_id,))  # an order being created is committed before we look
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute("SELECT o.*, EXISTS (SELECT 1 FROM callbacks WHERE event_id = %s) AS seen"
+                                  " FROM orders o WHERE o.id = %s FOR UPDATE", (cb.event_id, cb.rtp_id))
+                row = await cur.fetchone()
+                if not row:  # unknown here (e.g. its create failed after the switch accepted): the switch retries
+                    raise ApiError(404, "unknown order", cb.rtp_id)
+                if row["seen"]:
+                    return {"result": "duplicate", "order": cb.rtp_id}
                 result = await self._apply(conn, row, cb, now)
-                dup = await conn.execute(
-                    "INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (cb.event_id, cb.rtp_id, Jsonb(payload), result, now))
-            if await dup.fetchone() is None:  # a copy of this event was applied concurrently: ours changed nothing
-                result = "duplicate"
+                # a copy of this event applied concurrently makes this insert fail: ours is then undone entirely
+                await conn.execute("INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at)"
+                                   " VALUES (%s, %s, %s, %s, %s)", (cb.event_id, cb.rtp_id, Jsonb(payload), result, now))
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "callbacks_pkey":
+                raise
+            return {"result": "duplicate", "order": cb.rtp_id}
+        if self.notifier and result != "ignored":
+            self.notifier.wake.set()  # deliver the outcome's notification now rather than at the next interval
         return {"result": result, "order": cb.rtp_id}
 
     async def _apply(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], cb: Callback, now: datetime) -> str:
@@ -460,7 +495,8 @@ class Gateway:
 
     # -- reconciliation ---------------------------------------------------------------------------------------------
 
-    async def settlement(self, day: date) -> list[dict[str, str]]:
+    async def settlement(self, day: date) -> str:
+        """The switch's signed settlement file for ``day`` (CSV text)."""
         path = f"/v1/settlements/{day.isoformat()}"
         headers = {signing.HEADER: signing.sign(self.cfg.key, "GET", path, b"", self.now().timestamp())}
         try:
@@ -473,10 +509,24 @@ class Gateway:
                                 self.now().timestamp())
         if reason:
             raise ApiError(502, "settlement file signature invalid", reason)
-        return list(csv.DictReader(io.StringIO(resp.text)))
+        return resp.text
 
-    async def reconcile(self, day: date) -> dict[str, Any]:
-        rows = await self.settlement(day)
+    async def reconcile(self, day: date, uploaded: str | None = None) -> dict[str, Any]:
+        """Match the ledger's commits of ``day`` against the settlement file: the switch's (fetched and its
+        signature checked) or, with ``uploaded``, the CSV text an operator supplies (the file the switch delivered
+        out of band). Every line of the file is matched or listed as a mismatch; the run is recorded."""
+        if uploaded is None:
+            text, source = await self.settlement(day), "switch"
+            try:
+                rows = parse_settlement(text)
+            except SettlementError as exc:
+                raise ApiError(502, "the switch's settlement file is malformed", str(exc)) from None
+        else:
+            text, source = uploaded, "uploaded"
+            try:
+                rows = parse_settlement(text)
+            except SettlementError as exc:
+                raise ApiError(422, "invalid settlement file", str(exc)) from None
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -487,9 +537,16 @@ class Gateway:
                 " AND t.created_at >= %s AND t.created_at < %s", (ledger.RECEIVABLE, start, start + timedelta(days=1)))
             books = {r["order_id"]: r for r in await cur.fetchall()}
             mismatches: list[dict[str, Any]] = []
-            matched = 0
+            matched: list[dict[str, Any]] = []
+            seen: set[str] = set()
             for s in rows:
-                rtp_id = s["rtp_id"]
+                rtp_id, amount = s["rtp_id"], s["amount"]
+                if rtp_id in seen:
+                    mismatches.append({"kind": "duplicate_in_settlement", "order_id": rtp_id,
+                                       "switch_ref": s["switch_ref"], "switch_amount": amount, "ledger_amount": None,
+                                       "line": s["line"]})
+                    continue
+                seen.add(rtp_id)
                 mine = books.pop(rtp_id, None)
                 if mine is None:  # perhaps committed on another day
                     await cur.execute(
@@ -501,22 +558,26 @@ class Gateway:
                     await cur.execute("SELECT status FROM orders WHERE id = %s", (rtp_id,))
                     o = await cur.fetchone()
                     mismatches.append({"kind": "missing_in_ledger", "order_id": rtp_id, "switch_ref": s["switch_ref"],
-                                       "switch_amount": int(s["amount"]), "ledger_amount": None,
-                                       "order_status": o["status"] if o else None})
-                elif int(s["amount"]) != mine["amount"] or s["switch_ref"] != mine["switch_ref"]:
-                    mismatches.append({"kind": "amount_mismatch" if int(s["amount"]) != mine["amount"]
+                                       "switch_amount": amount, "ledger_amount": None,
+                                       "order_status": o["status"] if o else None, "line": s["line"]})
+                elif amount != mine["amount"] or s["switch_ref"] != mine["switch_ref"]:
+                    mismatches.append({"kind": "amount_mismatch" if amount != mine["amount"]
                                        else "reference_mismatch", "order_id": rtp_id, "switch_ref": s["switch_ref"],
-                                       "switch_amount": int(s["amount"]), "ledger_amount": mine["amount"]})
+                                       "switch_amount": amount, "ledger_amount": mine["amount"], "line": s["line"]})
                 else:
-                    matched += 1
+                    matched.append({"order_id": rtp_id, "switch_ref": s["switch_ref"], "amount": amount,
+                                    "line": s["line"]})
             for oid, mine in sorted(books.items()):
                 mismatches.append({"kind": "missing_in_settlement", "order_id": oid, "switch_ref": mine["switch_ref"],
-                                   "switch_amount": None, "ledger_amount": mine["amount"]})
-            await cur.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches) VALUES"
-                              " (%s, %s, %s, %s) RETURNING id", (day, self.now(), matched, Jsonb(mismatches)))
+                                   "switch_amount": None, "ledger_amount": mine["amount"], "line": None})
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            await cur.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches, source,"
+                              " settlement_sha256) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                              (day, self.now(), len(matched), Jsonb(mismatches), source, digest))
             rid = (await cur.fetchone() or {}).get("id")
-        return {"id": rid, "date": day.isoformat(), "settlement_rows": len(rows), "matched": matched,
-                "mismatches": mismatches}
+        return {"id": rid, "date": day.isoformat(), "source": source, "settlement_sha256": digest,
+                "settlement_rows": len(rows), "matched": len(matched), "mismatches": mismatches,
+                "matched_lines": matched}
 
     async def reconciliation(self, rid: int) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -525,7 +586,8 @@ class Gateway:
             r = await cur.fetchone()
         if not r:
             raise ApiError(404, "unknown reconciliation", str(rid))
-        return {"id": r["id"], "date": r["day"].isoformat(), "matched": r["matched"], "mismatches": r["mismatches"],
+        return {"id": r["id"], "date": r["day"].isoformat(), "source": r["source"],
+                "settlement_sha256": r["settlement_sha256"], "matched": r["matched"], "mismatches": r["mismatches"],
                 "created_at": _iso(r["created_at"])}
 
     async def ledger_check(self) -> dict[str, Any]:

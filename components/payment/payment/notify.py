@@ -83,6 +83,7 @@ async def enqueue(conn: psycopg.AsyncConnection[Any], cfg: NotifyConfig | None, 
 class Notifier:
     def __init__(self, pool: AsyncConnectionPool, cfg: NotifyConfig) -> None:
         self.pool, self.cfg = pool, cfg
+        self.wake = asyncio.Event()  # set when this process queued a notification: the delivery loop runs at once
 
     async def _key(self, conn: psycopg.AsyncConnection[Any], target: str) -> str | None:
         if target == "bus":
@@ -131,20 +132,26 @@ class Notifier:
 
             errors = await asyncio.gather(*(one(r) for r in rows))
             counts = {"delivered": 0, "retry": 0, "dead": 0}
+            delivered: list[int] = []
+            failed: list[tuple[datetime | None, datetime | None, str, int]] = []  # (dead_at, next_at, error, id)
             for r, err in zip(rows, errors, strict=True):
                 if err is None:
                     counts["delivered"] += 1
-                    await conn.execute("UPDATE notifications SET delivered_at = %s, attempts = attempts + 1,"
-                                       " last_error = NULL WHERE id = %s", (now, r["id"]))
+                    delivered.append(r["id"])
                 elif r["attempts"] + 1 >= self.cfg.max_attempts:
                     counts["dead"] += 1
-                    await conn.execute("UPDATE notifications SET dead_at = %s, attempts = attempts + 1,"
-                                       " last_error = %s WHERE id = %s", (now, err, r["id"]))
+                    failed.append((now, None, err, r["id"]))
                 else:
                     counts["retry"] += 1
                     backoff = timedelta(seconds=min(2 ** (r["attempts"] + 1), MAX_BACKOFF_S))
-                    await conn.execute("UPDATE notifications SET next_at = %s, attempts = attempts + 1,"
-                                       " last_error = %s WHERE id = %s", (now + backoff, err, r["id"]))
+                    failed.append((None, now + backoff, err, r["id"]))
+            if delivered:  # one statement for the batch
+                await conn.execute("UPDATE notifications SET delivered_at = %s, attempts = attempts + 1,"
+                                   " last_error = NULL WHERE id = ANY(%s)", (now, delivered))
+            if failed:
+                async with conn.cursor() as c:
+                    await c.executemany("UPDATE notifications SET dead_at = %s, next_at = coalesce(%s, next_at),"
+                                        " attempts = attempts + 1, last_error = %s WHERE id = %s", failed)
         return counts
 
     async def dead_letters(self) -> list[dict[str, Any]]:

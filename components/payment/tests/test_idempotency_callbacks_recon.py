@@ -211,3 +211,34 @@ async def test_reconciliation_refuses_a_settlement_file_with_a_bad_signature(sys
     resp = await system.pay.post("/api/reconciliations", json={"date": "2026-12-07"}, headers=system.admin)
     assert resp.status_code == 502
     assert system.sql("SELECT count(*) FROM reconciliations")[0][0] == 0
+
+
+async def test_reconciliation_against_an_uploaded_settlement_file(system):
+    paid = [(await system.fee_order(f"k-up-{i}")).json() for i in range(3)]
+    await system.dispatch()
+    header = "switch_ref,rtp_id,amount,currency,status,decided_at\n"
+    line = "{switch_ref},{id},{amount},SYP,approved,2026-12-07T10:00:00+00:00\n"
+    text = header + line.format(**paid[0]) + line.format(**{**paid[1], "amount": 1}) + line.format(**paid[0])
+    resp = await system.pay.post("/api/reconciliations", json={"date": "2026-12-07", "settlement_csv": text},
+                                 headers=system.admin)
+    assert resp.status_code == 201, resp.text
+    report = resp.json()
+    assert report["source"] == "uploaded" and report["settlement_rows"] == 3 and report["matched"] == 1
+    assert [m["order_id"] for m in report["matched_lines"]] == [paid[0]["id"]]
+    found = {(m["kind"], m["order_id"], m["line"]) for m in report["mismatches"]}
+    assert found == {("amount_mismatch", paid[1]["id"], 3), ("duplicate_in_settlement", paid[0]["id"], 4),
+                     ("missing_in_settlement", paid[2]["id"], None)}
+    stored = (await system.pay.get(f"/api/reconciliations/{report['id']}", headers=system.admin)).json()
+    assert stored["source"] == "uploaded" and stored["settlement_sha256"] == report["settlement_sha256"]
+
+
+async def test_a_malformed_uploaded_settlement_file_is_refused_naming_the_line(system):
+    header = "switch_ref,rtp_id,amount,currency,status,decided_at\n"
+    for text, needle in [(header + "SW1,PO1,12.5,SYP,approved,x\n", "line 2: amount '12.5'"),
+                         ("ref,order,amount\nSW1,PO1,5\n", "header lacks column(s) switch_ref, rtp_id"),
+                         (header + "SW1,PO1,5,USD,approved,x\n", "line 2: currency 'USD'")]:
+        resp = await system.pay.post("/api/reconciliations", json={"date": "2026-12-07", "settlement_csv": text},
+                                     headers=system.admin)
+        assert resp.status_code == 422, resp.text
+        assert needle in resp.json()["detail"], resp.json()
+    assert system.sql("SELECT count(*) FROM reconciliations")[0][0] == 0
