@@ -111,7 +111,7 @@ def run(n: int, workers: int, seconds: int) -> int:
     ca_key = ca.key_backend.get_key(ca, use_options(ca))
     domain = os.environ["GOVCLOUD_DOMAIN"]
     csrs = []
-    for i in range(3 * n):
+    for i in range(4 * n):
         key = ec.generate_private_key(ec.SECP256R1())
         name = f"host{i}.{domain}"
         csrs.append(x509.CertificateSigningRequestBuilder()
@@ -136,7 +136,7 @@ def run(n: int, workers: int, seconds: int) -> int:
          .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
 
     def python_api(i: int) -> None:
-        csr = csrs[n + i]
+        csr = csrs[n + i] if i < n else csrs[3 * n + i - n]
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         with issue_context("tls-server"):
             Certificate.objects.create_cert(ca, use_options(ca), csr, profile=profiles["tls-server"],
@@ -144,7 +144,7 @@ def run(n: int, workers: int, seconds: int) -> int:
                                             not_after=datetime.now(tz=UTC) + timedelta(days=90))
 
     headers = {"Authorization": f"Bearer {os.environ['GOVCLOUD_SECRET_ADMIN_TOKEN']}"}
-    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in csrs[2 * n:]]
+    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in csrs[2 * n:3 * n]]
     issued: list[str] = []
     with TestClient(build(maintenance_interval=0)) as client:
         def http_api(i: int) -> None:
@@ -153,7 +153,23 @@ def run(n: int, workers: int, seconds: int) -> int:
             issued.append(r.json()["certificate"])
 
         baseline = rate(n, raw)
-        py_rate = rate(n, python_api)
+        # the same with and without pre-producing OCSP responses at issuance, in alternating chunks of 50
+        from ca import ocsp as ca_ocsp
+        from django_ca.signals import post_issue_cert
+
+        timed = {True: 0.0, False: 0.0}
+        for start in range(0, 2 * n, 50):
+            hook = (start // 50) % 2 == 0
+            if not hook:
+                post_issue_cert.disconnect(dispatch_uid="govcloud-ca-ocsp-issue")
+            t0 = time.perf_counter()
+            for i in range(start, min(start + 50, 2 * n)):
+                python_api(i)
+            if hook:
+                ca_ocsp.producer.flush()  # its signing and storing count against issuance
+            timed[hook] += time.perf_counter() - t0
+            post_issue_cert.connect(ca_ocsp.on_issue, dispatch_uid="govcloud-ca-ocsp-issue")
+        py_rate, py_bare = n / timed[True], n / timed[False]
         http_rate = rate(n, http_api)
 
     issuer = ca.pub.loaded
@@ -170,7 +186,10 @@ def run(n: int, workers: int, seconds: int) -> int:
 
     print(f"{'issuance':60} {'per s':>9} {'x baseline':>10}")
     print(f"{'baseline: raw cryptography cert signing (P-256, 1 core)':60} {baseline:9.0f} {1:10.2f}")
-    print(f"{'django-ca Python API + policy + PostgreSQL':60} {py_rate:9.0f} {py_rate / baseline:10.2f}")
+    print(f"{'django-ca Python API + policy + PostgreSQL + OCSP pre-produced':60} {py_rate:9.0f} "
+          f"{py_rate / baseline:10.2f}")
+    print(f"{'  the same without pre-producing OCSP (alternating chunks)':60} {py_bare:9.0f} "
+          f"{py_bare / baseline:10.2f}")
     print(f"{'our HTTP API (in-process ASGI, sequential)':60} {http_rate:9.0f} {http_rate / baseline:10.2f}")
     label = f"served HTTP issuance ({workers} workers, 16 concurrent)"
     print(f"{label:60} {served['issue']:9.0f} {served['issue'] / baseline:10.2f}")

@@ -2,7 +2,8 @@
 # Stop the loopback test cloud: exactly the process groups recorded in $TC/pids (nothing found by
 # name), clients first. Data stays in the state dir; `down.sh --purge` also deletes it (the
 # Debian packages stay installed). Usage: down.sh [--purge]
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PURGE=0
 case "${1:-}" in
   "") ;;

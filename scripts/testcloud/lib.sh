@@ -6,6 +6,7 @@ export LC_ALL=C.UTF-8
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TC=${GOVCLOUD_TESTCLOUD_DIR:-/var/lib/govcloud-testcloud}
+case "$TC" in /?*) ;; *) echo "testcloud: GOVCLOUD_TESTCLOUD_DIR='$TC' must be an absolute path (e.g. /var/lib/govcloud-testcloud)" >&2; exit 2;; esac
 ETC=$TC/etc      # our own config files (the packaged ones in /etc are left untouched)
 RUN=$TC/run      # sockets
 PIDS=$TC/pids
@@ -133,7 +134,8 @@ daemon() {
   fi
   STARTED=1
   mkdir -p "$PIDS" "$LOGS"
-  setsid runuser -u "$user" -- "$@" >>"$LOGS/$name.out" 2>&1 </dev/null &
+  # (9>&-: the daemon must not inherit up.sh's lock on $TC/.up.lock)
+  setsid runuser -u "$user" -- "$@" >>"$LOGS/$name.out" 2>&1 </dev/null 9>&- &
   echo $! > "$PIDS/$name.pid"
   log "started $name (pid $!, log $LOGS/$name.out)"
 }

@@ -4,7 +4,8 @@
 # Idempotent: installs only missing packages, rewrites only changed configs, (re)starts only dead
 # or reconfigured daemons, runs one-time setup (db syncs, bootstrap) only once per package version.
 # A rerun on a healthy cloud takes seconds. Usage: up.sh [--only-keystone-swift]   (README.md)
-source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "$(id -u)" = 0 ] || die "needs root (installs packages, runs each service as its own user): sudo $0"
 ONLY_KS_SWIFT=0
 case "${1:-}" in
@@ -13,6 +14,11 @@ case "${1:-}" in
   *) die "unknown argument '$1': usage: up.sh [--only-keystone-swift]" ;;
 esac
 T0=$(date +%s)
+
+# one up.sh at a time (make testcloud and a test session's fixture may race)
+mkdir -p "$TC"
+exec 9>"$TC/.up.lock"
+flock -w 1800 9 || die "another up.sh holds $TC/.up.lock for 30 min: is it stuck? (ps -ef | grep testcloud)"
 
 install_packages
 
@@ -368,7 +374,9 @@ connection = $(dburl neutron neutron)
 lock_path = $TC/neutron/lock
 C
     authtoken keystone_authtoken neutron; authtoken nova nova; } | put "$ETC/neutron/neutron.conf" neutron 640 neutron-server
+  # (the driver's checksum in a comment: a changed driver restarts neutron-server)
   put "$ETC/neutron/ml2_conf.ini" neutron 640 neutron-server <<C
+# agentless driver $(sha256sum "$HERE/ml2/govcloud_testcloud_ml2.py" | cut -c1-16)
 [ml2]
 type_drivers = flat,vlan,vxlan
 tenant_network_types = vxlan

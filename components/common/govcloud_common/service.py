@@ -101,11 +101,11 @@ def create_app(component: str, checks: dict[str, ReadyCheck] | None = None, **kw
     return app
 
 
-def serve(app: FastAPI | str, port_name: str = "http", default_port: int = 8000) -> None:
+def serve(app: FastAPI | str, port_name: str = "http", default_port: int = 8000, default_workers: int = 1) -> None:
     """Run with uvicorn on the contract's bind address and port.
 
     ``app`` given as an import string (``"portal.app:app"``) may run in several processes sharing the
-    socket: the stack's ``workers`` setting (``GOVCLOUD_SETTING_WORKERS``, default 1) says how many. Background
+    socket: the stack's ``workers`` setting (``GOVCLOUD_SETTING_WORKERS``, default ``default_workers``) says how many. Background
     tasks in the app's lifespan then run once per worker, so they must be safe to run concurrently.
     """
     import uvicorn
@@ -113,6 +113,6 @@ def serve(app: FastAPI | str, port_name: str = "http", default_port: int = 8000)
     from govcloud_common.settings import Settings
 
     settings = Settings.from_env()
-    workers = int(Settings.setting("workers", "1")) if isinstance(app, str) else 1
+    workers = int(Settings.setting("workers", str(default_workers))) if isinstance(app, str) else 1
     uvicorn.run(app, host=settings.bind, port=Settings.port(port_name, default_port), workers=workers,
                 log_config=None, access_log=False)

@@ -12,15 +12,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from govcloud_common.service import create_app
+from govcloud_common.service import background, create_app
 from govcloud_common.settings import Settings
 from psycopg_pool import AsyncConnectionPool
 
-from portal import export, importer, models, store
+from portal import export, importer, models, search_index, store
 
 MAX_OFFSET = 10_000
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -118,6 +119,18 @@ def pool_of(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 
+def json_response(doc: Any) -> Response:
+    """Search results as JSON, encoded by orjson without a second pass through the response model (the rows come
+    from the constrained tables in exactly the model's shape; tests/test_search_index.py checks that the model
+    would return them unchanged). The service detail keeps the model pass: it drops stored fields (documents'
+    ``key``) the API does not publish."""
+    return Response(orjson.dumps(doc), media_type="application/json")
+
+
+def index_of(request: Request) -> search_index.SearchIndex | None:
+    return request.app.state.search_index  # type: ignore[no-any-return]
+
+
 BODIES_TTL = 30.0  # seconds: the directory's counts change only with imports (which reset it) or a new seed
 
 
@@ -131,19 +144,31 @@ async def cached_bodies(request: Request) -> list[dict]:
 
 
 def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_minute: int | None = None,
-              pool_size: int | None = None, proxies: str | None = None) -> FastAPI:
-    """The portal app; ``conninfo`` empty means libpq's PG* variables (the env contract)."""
+              pool_size: int | None = None, proxies: str | None = None, memory_search: bool | None = None) -> FastAPI:
+    """The portal app; ``conninfo`` empty means libpq's PG* variables (the env contract).
+
+    ``memory_search`` (setting ``search``: ``memory``, the default, or ``sql``): answer searches from the
+    in-memory index (``portal.search_index``), kept current in every worker by the catalog's notifications.
+    """
     size = pool_size or int(Settings.setting("db-pool", "10"))
+    if memory_search is None:
+        memory_search = Settings.setting("search", "memory") != "sql"
+    index = search_index.SearchIndex(conninfo) if memory_search else None
     # random_page_cost 1.1: the catalog is small and cached; with the default (4) the planner prefers a sequential
     # scan detoasting every tsvector over the GIN index, 5-10x slower for typical searches (bench/portal_search.py)
     pool = AsyncConnectionPool(conninfo, min_size=2, max_size=size, open=False,
                                kwargs={"autocommit": True, "options": "-c random_page_cost=1.1"})
 
+    async def catalog_changed() -> None:
+        app.state.bodies_cache = (0.0, [])
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await pool.open()
         try:
-            yield
+            # every worker follows the catalog on its own connection (searches use SQL until its first load)
+            async with background((lambda: search_index.follow(index, catalog_changed)) if index else None):
+                yield
         finally:
             await pool.close()
 
@@ -175,6 +200,7 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
         version="1.0.0",
     )
     app.state.pool = pool
+    app.state.search_index = index
     app.state.admin_token = admin_token
     rate = feedback_per_minute or int(Settings.setting("feedback-per-minute", "10"))
     app.state.feedback_limiter = RateLimiter(rate)
@@ -204,11 +230,11 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
         status: Literal["published", "draft", "withdrawn", "all"] = "published",
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> dict:
+    ) -> Response:
         filters = store.Filters(q=q, body=body, category=category, channel=channel, life_event=life_event,
                                 fee_min=fee_min, fee_max=fee_max, max_hours=max_hours,
                                 statuses=statuses_for(request, status))
-        return await store.search(pool_of(request), filters, limit, offset)
+        return json_response(await store.search(pool_of(request), filters, limit, offset, index_of(request)))
 
     @app.get("/api/services/{service_id}", response_model=models.Service, tags=["services"],
              responses={404: {"description": "no such published service"}})
@@ -329,6 +355,8 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
         except importer.ImportError_ as exc:
             return JSONResponse({"applied": False, "errors": exc.errors}, status_code=422)
         request.app.state.bodies_cache = (0.0, [])
+        if result.get("applied") and request.app.state.search_index is not None:
+            await request.app.state.search_index.reload()  # this worker reads its writes; the others are notified
         return JSONResponse(result)
 
     from portal import pages
@@ -337,10 +365,13 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
     return app
 
 
+WORKERS = 2  # uvicorn processes by default (setting ``workers``): the issue's 2 cores; see README, Performance
+
+
 def main() -> None:
     from govcloud_common import db, logs
     from govcloud_common.service import serve
 
     logs.configure("portal", os.environ.get("GOVCLOUD_LOG_LEVEL", "INFO"))
     db.migrate("portal")
-    serve(build_app(), default_port=18060)
+    serve("portal.asgi:app", default_port=18060, default_workers=WORKERS)

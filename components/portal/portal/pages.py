@@ -124,7 +124,7 @@ def _same_origin(request: Request) -> None:
 
 
 def mount(app: FastAPI) -> None:
-    from portal.app import cached_bodies, is_admin, pool_of, require_admin
+    from portal.app import cached_bodies, index_of, is_admin, pool_of, require_admin
 
     @app.get("/static/portal.css", include_in_schema=False)
     async def css() -> Response:
@@ -137,7 +137,7 @@ def mount(app: FastAPI) -> None:
         q = q[:200]
         filters = store.Filters(q=q, body=body or None, category=category or None,
                                 channel=channel if channel in CHANNELS else None)
-        result = await store.search(pool_of(request), filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        result = await store.search(pool_of(request), filters, PAGE_SIZE, (page - 1) * PAGE_SIZE, index_of(request))
         bodies = await cached_bodies(request)
         return render(request, "home.html", q=q, body=body, category=category, channel=channel, page=page,
                       pages=max(1, math.ceil(result["total"] / PAGE_SIZE)), result=result, bodies=bodies,
@@ -155,7 +155,8 @@ def mount(app: FastAPI) -> None:
         except store.NotFound as exc:
             return render(request, "error.html", 404, message=str(exc))
         page = min(max(page, 1), 500)
-        result = await store.search(pool_of(request), store.Filters(body=body_id), PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        result = await store.search(pool_of(request), store.Filters(body=body_id), PAGE_SIZE, (page - 1) * PAGE_SIZE,
+                                    index_of(request))
         bodies = await cached_bodies(request)
         return render(request, "body.html", body=found, result=result, page=page,
                       pages=max(1, math.ceil(result["total"] / PAGE_SIZE)), body_names={b["id"]: b for b in bodies})

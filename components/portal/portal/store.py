@@ -8,7 +8,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from portal import text
+from portal import search_index, text
 from portal.models import TRANSITIONS
 
 SUMMARY = "s.id, s.body_id, s.status, s.name_en, s.name_ar, s.category, s.channels, s.fee_syp, s.processing_time"
@@ -63,7 +63,29 @@ def _where(f: Filters) -> tuple[list[str], dict[str, Any]]:
     return where, args
 
 
-async def search(pool: AsyncConnectionPool, f: Filters, limit: int, offset: int) -> dict[str, Any]:
+async def search(pool: AsyncConnectionPool, f: Filters, limit: int, offset: int,
+                 index: search_index.SearchIndex | None = None) -> dict[str, Any]:
+    """Services matching ``f``, best first; from ``index`` (in memory) when it is loaded, else by SQL."""
+    snapshot = index.snapshot if index is not None else None
+    if snapshot is not None and index is not None:
+        prefix = text.prefix_query(f.q)
+        if not prefix:
+            return snapshot.browse(f, limit, offset)
+        try:
+            key = (prefix, f.q[:200])
+            if key in index.queries:
+                tree = index.queries[key]
+            else:
+                async with pool.connection() as conn:
+                    tree = await index.tsquery(conn, *key)
+            if tree is not None:
+                return snapshot.search(tree, f, limit, offset)
+        except search_index.Unsupported:
+            pass
+    return await search_sql(pool, f, limit, offset)
+
+
+async def search_sql(pool: AsyncConnectionPool, f: Filters, limit: int, offset: int) -> dict[str, Any]:
     where, args = _where(f)
     args.update(limit=limit, offset=offset)
     prefix = text.prefix_query(f.q)
