@@ -136,6 +136,25 @@ async def run(n: int, conc: int, pool_size: int, pay_dsn: str, sw_dsn: str) -> N
     await switch_app.state.switch.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU (user + system) of a process, its live descendants, and its waited-for children that ended."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+        todo += [int(c) for c in children]
+    return total
+
+
 class Stub(asyncio.Protocol):
     """The portal, as cheap as it gets (httptools, keep-alive): answers fee lookups, records when each order's
     ``order.paid`` notification arrives. It shares the 2 cores with what it measures, so it must cost little."""
@@ -250,6 +269,9 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
                         return
                     sent[doc["id"]] = t
 
+            pg_pid = int((server.socket_dir.parent / "data" / "postmaster.pid").read_text().split()[0])
+            who = {"payment": procs["payment"].pid, "switch": procs["switch"].pid, "postgres": pg_pid}
+            cpu0 = {k: cpu_seconds(v) for k, v in who.items()}
             t_start, cpu_start = time.time(), time.process_time()
             if rate:  # open loop: arrivals at a fixed rate whatever the answers (concurrency still capped)
                 tasks = []
@@ -268,6 +290,8 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
             except TimeoutError:
                 raise SystemExit(f"only {len(Stub.paid_at)} of {n} orders notified paid in 120 s") from None
             gen_cpu = time.process_time() - cpu_start
+            cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in who.items()}
+            cpu["load generator + portal stub"] = gen_cpu
         with psycopg.connect(server.dsn(pay_db)) as conn:
             closed = dict(conn.execute("SELECT id, extract(epoch FROM closed_at) FROM orders WHERE status = 'paid'")
                           .fetchall())
@@ -290,6 +314,11 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
         print(f"create → portal notified  p50 {pct(notified, 50):7.1f} ms  p99 {pct(notified, 99):7.1f} ms")
         print(f"load generator + stub CPU per order {(gen_cpu / n) * 1000:.2f} ms  "
               f"(one healthz round trip {ping_cpu * 1000:.2f} ms)")
+        total = sum(cpu.values())
+        print("CPU per paid order: " + ", ".join(f"{k} {v / n * 1000:.2f} ms" for k, v in cpu.items())
+              + f"; total {total / n * 1000:.2f} ms")
+        print(f"  => ceiling on 2 dedicated cores: {2 * n / total:.0f} payments/s (machine shared: load average "
+              f"{os.getloadavg()[0]:.1f} at the end)")
         print(f"ledger balanced: {check['balanced']}  transactions: {check['transactions']}")
     finally:
         for p in procs.values():

@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from infra.bundle.content import (
     FORMAT,
@@ -30,14 +31,19 @@ from infra.bundle.content import (
     parse_constraints,
     read,
     requirement_names,
+    sha256_file,
     wheel_name_version,
     write_sums,
 )
+from infra.bundle.mirror import APT_DIR
 from infra.contract import ComponentSpec
 from infra.images.build import REPO, ImageRef, base_ref, build_all, cache_dir, exists, python_ref
 from infra.runtime.podman import podman
 
 Progress = Callable[[str], None]
+LISTS = Path("/var/lib/apt/lists")
+APT_HELPER = "/usr/lib/apt/apt-helper"
+IMAGES_FILE = "images/images.tar"
 REQS = REPO / "components" / "requirements.txt"
 CONS = REPO / "constraints.txt"
 BOOTSTRAP = REPO / "scripts" / "bootstrap-host.sh"
@@ -148,15 +154,15 @@ def create(stack: str, specs: list[ComponentSpec], output: Path, say: Progress, 
     build_all(specs, say)  # builds what is missing, reuses every content tag already present
     work = Path(tempfile.mkdtemp(prefix="govcloud-bundle-", dir=output.parent))
     try:
-        images = {}
         (work / "images").mkdir()
-        for name, ref in refs.items():
-            if not exists(ref):
-                raise BundleError([f"image {ref}: not in podman after the build"])
-            rel = f"images/{name}-{ref.tag}.tar"
-            say(f"podman save {ref}")
-            podman("save", "--format", "docker-archive", "-o", str(work / rel), str(ref))
-            images[name] = {"ref": str(ref), "file": rel}
+        missing = [str(ref) for ref in refs.values() if not exists(ref)]
+        if missing:
+            raise BundleError([f"image {ref}: not in podman after the build" for ref in missing])
+        # one multi-image docker-archive: the base and python layers every image shares are stored once
+        say(f"podman save {len(refs)} image(s) into {IMAGES_FILE}")
+        podman("save", "--multi-image-archive", "--format", "docker-archive", "-o", str(work / IMAGES_FILE),
+               *(str(ref) for ref in refs.values()))
+        images = {name: {"ref": str(ref), "file": IMAGES_FILE} for name, ref in refs.items()}
         wheels_dir = work / "wheels"
         wheels_dir.mkdir()
         say("pip wheel --no-deps . (govcloud's own wheel)")
@@ -174,13 +180,16 @@ def create(stack: str, specs: list[ComponentSpec], output: Path, say: Progress, 
         (work / "python").mkdir()
         shutil.copy(CONS, work / "python" / "constraints.txt")
         shutil.copy(REQS, work / "python" / "requirements.txt")
-        debs = fetch_debs(work / "debs", say) if with_debs else {}
+        debs, cluster, cluster_missing = fetch_debs(work / "debs", say) if with_debs else ({}, [], [])
+        if with_debs:
+            apt_indices(work / APT_DIR, say)
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=False).stdout.strip()
         manifest = {
             "format": FORMAT, "govcloud": govcloud_version(), "commit": commit, "stack": stack,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host_packages": host_packages() if with_debs else [],
+            "cluster_packages": cluster, "cluster_packages_missing": cluster_missing,
             "images": images, "wheels": wheels, "debs": debs,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -193,12 +202,87 @@ def create(stack: str, specs: list[ComponentSpec], output: Path, say: Progress, 
     return Created(output, output.stat().st_size, time.monotonic() - t0, len(images), len(wheels), len(debs))
 
 
-def fetch_debs(dest: Path, say: Progress) -> dict[str, dict[str, str]]:
-    """bootstrap-host.sh's packages and their dependencies as .debs, with a Packages.gz index."""
+def debian_sources() -> set[str]:
+    """``host/path suite`` of every apt source on this host whose InRelease says ``Origin: Debian``."""
+    found = set()
+    for inrelease in LISTS.glob("*_dists_*_InRelease"):
+        if "\nOrigin: Debian\n" in inrelease.read_text(errors="replace"):
+            prefix, suite = inrelease.name[: -len("_InRelease")].split("_dists_", 1)
+            found.add(f"{prefix.replace('_', '/')} {suite.replace('_', '/')}")
+    return found
+
+
+def apt_available(packages: list[str], sources: set[str] | None = None) -> tuple[list[str], list[str]]:
+    """(packages a Debian archive in this host's apt sources has, the others), from ``apt-cache policy``."""
+    sources = debian_sources() if sources is None else sources
+    out = subprocess.run(["apt-cache", "policy", *packages], capture_output=True, text=True, check=False).stdout
+    have = in_debian(out, sources)
+    return [p for p in packages if p in have], [p for p in packages if p not in have]
+
+
+def in_debian(policy: str, sources: set[str]) -> set[str]:
+    """Packages whose ``apt-cache policy`` version table has a line from one of ``sources``."""
+    out = policy
+    have = set()
+    name = ""
+    for line in out.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            name = line[:-1]
+            continue
+        m = re.match(r"\s+\d+ \w+://(\S+) ([^/\s]+)/", line)  # "  500 http://deb.debian.org/debian bookworm/main ..."
+        if m and f"{m.group(1).rstrip('/')} {m.group(2)}" in sources:
+            have.add(name)
+    return have
+
+
+def apt_indices(dest: Path, say: Progress) -> list[str]:
+    """Copy the host's signed Debian indices (InRelease + main/binary-amd64/Packages, checked against it).
+
+    ``dest/<archive>/dists/<suite>/``: ``bundle mirror`` serves them as partial Debian archives whose
+    signature apt checks with debian-archive-keyring (see infra/bundle/mirror.py).
+    """
+    from infra.bundle.mirror import PACKAGES, inrelease_sha256
+
+    copied = []
+    for inrelease in sorted(LISTS.glob("*_dists_*_InRelease")):
+        text = inrelease.read_text(errors="replace")
+        if "\nOrigin: Debian\n" not in text:
+            continue
+        prefix, suite = inrelease.name[: -len("_InRelease")].split("_dists_", 1)
+        archive = prefix.split("_")[-1]  # deb.debian.org_debian-security -> debian-security
+        found = sorted(LISTS.glob(f"{prefix}_dists_{suite}_{PACKAGES.replace('/', '_')}*"))
+        if not found:
+            continue
+        target = dest / archive / "dists" / suite.replace("_", "/")
+        (target / PACKAGES).parent.mkdir(parents=True, exist_ok=True)
+        with (target / PACKAGES).open("wb") as f:
+            _run_bytes([APT_HELPER, "cat-file", str(found[0])], f)
+        if sha256_file(target / PACKAGES) != inrelease_sha256(text, PACKAGES):
+            raise BundleError([f"{found[0]}: does not match {inrelease.name} (run apt-get update)"])
+        shutil.copy(inrelease, target / "InRelease")
+        copied.append(f"{archive} {suite}")
+    say(f"signed apt indices: {', '.join(copied) or 'none found'}")
+    return copied
+
+
+def _run_bytes(cmd: list[str], out: IO[bytes]) -> None:
+    proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        raise BundleError([f"{cmd[0]}: {proc.stderr.decode(errors='replace').strip() or proc.returncode}"])
+
+
+def fetch_debs(dest: Path, say: Progress) -> tuple[dict[str, dict[str, str]], list[str], list[str]]:
+    """The host's and the cluster roles' packages and their dependencies as .debs, with a Packages.gz index.
+
+    Returns (debs, cluster packages included, cluster packages Debian does not have).
+    """
+    from infra.bundle.mirror import role_apt_packages
+
     if shutil.which("dpkg-scanpackages") is None:
         raise BundleError(["dpkg-scanpackages not found: install dpkg-dev (scripts/bootstrap-host.sh does)"])
-    names = resolve_debs(host_packages())
-    say(f"apt-get download: {len(names)} host package(s)")
+    cluster, missing = apt_available(role_apt_packages())
+    names = resolve_debs([*host_packages(), *cluster])
+    say(f"apt-get download: {len(names)} package(s) (host and cluster roles; not in Debian: {', '.join(missing)})")
     dest.mkdir(parents=True)
     _run(["apt-get", "download", "-q", *names], "apt-get download", cwd=dest)
     say("dpkg-scanpackages: local apt index")
@@ -208,7 +292,7 @@ def fetch_debs(dest: Path, say: Progress) -> dict[str, dict[str, str]]:
     for deb in sorted(dest.glob("*.deb")):
         name, version, arch = deb_name_version(deb.name)
         debs[name] = {"version": version, "arch": arch, "file": f"debs/{deb.name}"}
-    return debs
+    return debs, cluster, missing
 
 
 def needed(stack: str) -> tuple[dict[str, str] | None, list[str]]:
@@ -284,16 +368,20 @@ def install(archive: Path, workdir: Path, say: Progress, venv: Path | None = Non
                 say(f"apt-get {cmd[11]} (bundle index only)")
                 _run(cmd, "apt-get", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     loaded, present = [], []
-    for name, entry in manifest["images"].items():
+    wanted: dict[str, list[str]] = {}  # archive file -> the refs it holds that podman lacks
+    for entry in manifest["images"].values():
         ref = entry["ref"]
         if podman("image", "exists", ref, check=False).returncode == 0:
             present.append(ref)
-            continue
-        say(f"podman load {ref} ({name})")
-        podman("load", "-q", "-i", str(workdir / entry["file"]))
-        if podman("image", "exists", ref, check=False).returncode != 0:
-            raise BundleError([f"image {name}: podman load did not restore {ref}"])
-        loaded.append(ref)
+        else:
+            wanted.setdefault(entry["file"], []).append(ref)
+    for file, want in wanted.items():  # each archive once (a bundle holds one multi-image archive)
+        say(f"podman load {file} ({len(want)} image(s) missing here)")
+        podman("load", "-q", "-i", str(workdir / file))
+        for ref in want:
+            if podman("image", "exists", ref, check=False).returncode != 0:
+                raise BundleError([f"image {ref}: podman load of {file} did not restore it"])
+            loaded.append(ref)
     shutil.rmtree(workdir / "images", ignore_errors=True)  # loaded: no need to keep a second copy
     if venv is not None:
         pip = venv / "bin" / "pip"

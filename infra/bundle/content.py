@@ -6,7 +6,7 @@ Layout inside the archive (``manifest.json`` and ``SHA256SUMS`` first, so a stre
 
     manifest.json            versions: govcloud, commit, stack, image refs, wheels, debs
     SHA256SUMS               sha256 of every other file (``sha256sum -c`` format)
-    images/<name>.tar        one ``podman save`` docker-archive per image (keeps the content tag)
+    images/images.tar        one multi-image ``podman save`` docker-archive (keeps the content tags; shared layers once)
     wheels/*.whl             govcloud's own wheel and its runtime dependency wheelhouse
     python/constraints.txt   the pins the wheelhouse was built under
     python/requirements.txt  components/requirements.txt (the images' runtime)
@@ -130,7 +130,7 @@ class Contents:
 
 
 @contextmanager
-def _stream(archive: Path, errors: list[str]) -> Iterator[IO[bytes]]:
+def _stream(archive: Path, errors: list[str], drain: bool = True) -> Iterator[IO[bytes]]:
     if archive.name.endswith(".zst"):
         if shutil.which("zstd") is None:
             raise BundleError([f"{archive}: zstd is needed to read this bundle (apt-get install zstd)"])
@@ -139,11 +139,13 @@ def _stream(archive: Path, errors: list[str]) -> Iterator[IO[bytes]]:
         try:
             yield proc.stdout
         finally:
-            while proc.stdout.read(1 << 20):  # tar's end padding: read it so zstd exits cleanly
+            if not drain:  # the caller read what it wanted: stop zstd
+                proc.kill()
+            while drain and proc.stdout.read(1 << 20):  # tar's end padding: read it so zstd exits cleanly
                 pass
             proc.stdout.close()
             err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-            if proc.wait() != 0 and not errors:
+            if proc.wait() != 0 and drain and not errors:
                 errors.append(f"{archive}: truncated or corrupt archive (zstd: {err.splitlines()[-1] if err else 'failed'})")
     else:
         with archive.open("rb") as f:
@@ -197,6 +199,23 @@ def read(archive: Path, extract_to: Path | None = None) -> Contents:
         if not got.errors:
             got.errors.append(f"{archive}: truncated or corrupt archive ({exc or type(exc).__name__})")
     return got
+
+
+def read_manifest(archive: Path) -> dict[str, Any]:
+    """Only the manifest (the archive's first member): what a bundle says it holds, nothing checked."""
+    errors: list[str] = []
+    mode = "r|" if archive.name.endswith(".zst") else "r|*"
+    try:
+        with _stream(archive, errors, drain=False) as raw, tarfile.open(fileobj=raw, mode=mode) as tar:  # type: ignore[call-overload]
+            for member in tar:
+                if member.name.removeprefix("./") == MANIFEST:
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    return dict(json.loads(src.read()))
+                break
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise BundleError([f"{archive}: no readable {MANIFEST} ({exc})"]) from None
+    raise BundleError([f"{archive}: {MANIFEST} is not the first member (not a govcloud bundle?)"])
 
 
 def check(got: Contents, images: dict[str, str] | None, requirements: list[str],

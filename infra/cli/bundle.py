@@ -80,5 +80,53 @@ def install_cmd(file: Path = typer.Argument(..., help="the bundle archive"),
             out.print("  " + shlex.join(cmd), soft_wrap=True, highlight=False)
 
 
+@bundle_app.command("mirror")
+def mirror_cmd(file: Path = typer.Argument(..., help="the bundle archive"),
+               to: Path = typer.Option(..., "--to", help="directory a web server serves as the cluster's mirror"),
+               stack: str = typer.Option(..., "--stack", "-s",
+                                         help="the cluster stack (domain, Kubernetes version) the mirror is for"),
+               url: str | None = typer.Option(None, "--url", help="URL the mirror is served at [https://mirror.<domain>]"),
+               registry: str | None = typer.Option(None, "--registry", help="the stack's registry [registry.<domain>]"),
+               ) -> None:
+    """Verify, then lay the bundle out for the cluster path: signed partial Debian archives, an OCI image
+    layout with a push script, wheels, the roles' mirror variables and what the operator adds."""
+    import shutil
+    import tempfile
+
+    from infra.bundle import BundleError, verify
+    from infra.bundle.mirror import mirror
+    from infra.model import StackError, load_stack
+
+    try:
+        model = load_stack(stack)
+    except StackError as exc:
+        _fail(exc.lines)
+    dest = to.resolve()
+    if dest.exists() and any(dest.iterdir()):
+        _fail([f"{dest}: not empty (the mirror is written into an empty directory)"])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # unpacked beside the mirror (same filesystem: the .debs are hard-linked into it), removed after
+    unpacked = Path(tempfile.mkdtemp(prefix=".govcloud-bundle-", dir=dest.parent))
+    try:
+        with progress(f"bundle mirror {file}") as say:
+            say("reading and verifying the bundle")
+            try:
+                manifest = verify(file, extract_to=unpacked)
+                made = mirror(manifest, unpacked, dest, url or f"https://mirror.{model.domain}",
+                              registry or f"registry.{model.domain}", stack, model.cluster.kubernetes_version, say)
+            finally:
+                shutil.rmtree(unpacked, ignore_errors=True)
+    except BundleError as exc:
+        shutil.rmtree(dest, ignore_errors=True)  # nothing half-written is left to be served
+        _fail(exc.lines)
+    out.print(f"{made.dest}: {made.files} file(s), {len(made.images)} component image(s), "
+              f"{made.debs_placed} .deb(s) in the Debian archives"
+              + (f", {len(made.debs_unplaced)} in debs-unsigned/ (no signed index lists them)"
+                 if made.debs_unplaced else ""))
+    out.print(f"  roles:  govcloud cluster converge -s {stack} --vars {made.dest / 'mirror-vars.yml'}")
+    out.print(f"  images: {made.dest / 'images' / 'push.sh'}, then merge {made.dest / 'stack-images.yaml'}")
+    out.print(f"  still to add (not in Debian): {made.dest / 'OPERATOR-ADDS.md'}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bundle_app, name="bundle", help="air-gapped install bundles: create, verify, install")

@@ -102,11 +102,21 @@ def drill(stack: str = StackOpt, component: str | None = typer.Option(None, "--c
     from infra.ops.drill import drill_name, restore_fresh
 
     name = drill_name()
+    _interrupt_on_sigterm()  # a CI timeout's SIGTERM tears the drill stack down like Ctrl-C does
     with progress(f"restore drill of {stack} into {name}") as say:
         report = restore_fresh(model, name, say, snapshot=snapshot, only=component, ttl=ttl, keep=keep)
     _print_fresh(report, as_json)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _interrupt_on_sigterm() -> None:
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _results_table(title: str, results: list[DrillResult]) -> Table:
@@ -131,6 +141,7 @@ def _print_fresh(report: FreshReport, as_json: bool) -> None:
         for c in report.health:
             table.add_row(c.layer, c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail)
         out.print(table)
+    out.print("steps (s since start): " + ", ".join(f"{k} {v:.1f}" for k, v in report.phases.items()))
     verdict = "[green]verified and healthy[/]" if report.ok else f"[red]FAILED[/] {report.error}"
     where = (f"kept for inspection: `govcloud env destroy {report.drill_stack}`" if report.kept else
              ("torn down, nothing left" if not report.leftovers else f"[red]left behind[/]: {', '.join(report.leftovers)}"))
@@ -142,6 +153,7 @@ def restore(stack: str = StackOpt, component: str | None = typer.Option(None, "-
             into: str | None = typer.Option(None, "--into", help="restore into a new stack of this name (kept, an "
                                                                  "environment: `govcloud env destroy NAME`)"),
             ttl: str = typer.Option("7d", "--ttl", help="with --into: the new stack's TTL"),
+            keep: bool = typer.Option(False, "--keep", help="with --into: keep the new stack even if it failed"),
             yes: bool = typer.Option(False, "--yes", help="confirm: the component is stopped during the restore"),
             as_json: bool = JsonOpt) -> None:
     """Restore a component's database in place (safety backup first, verified, rolled back on failure), or with
@@ -150,8 +162,10 @@ def restore(stack: str = StackOpt, component: str | None = typer.Option(None, "-
     if into:
         from infra.ops.drill import restore_fresh
 
+        _interrupt_on_sigterm()
         with progress(f"restore {stack} into {into}") as say:
-            report = restore_fresh(model, into, say, snapshot=snapshot, only=component, ttl=ttl, keep=True)
+            report = restore_fresh(model, into, say, snapshot=snapshot, only=component, ttl=ttl, keep=True,
+                                   keep_failed=keep)
         _print_fresh(report, as_json)
         if not report.ok:
             raise typer.Exit(1)

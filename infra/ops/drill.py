@@ -56,6 +56,7 @@ class FreshReport:
     results: list[DrillResult] = field(default_factory=list)
     health: list[Check] = field(default_factory=list)
     health_status: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # seconds since the start when each step ended
     error: str = ""
     kept: bool = False
     leftovers: list[str] = field(default_factory=list)
@@ -208,9 +209,10 @@ def _health(model: StackModel, runtime: Runtime) -> list[Check]:
 
 
 def restore_fresh(live: StackModel, name: str, say: Progress, snapshot: str | None = None, only: str | None = None,
-                  ttl: str = DRILL_TTL, keep: bool = False) -> FreshReport:
-    """Restore the live stack's backups into a new stack ``name`` and verify it; torn down unless ``keep``
-    (a failed restore is always torn down unless ``keep``: the new stack holds nothing anyone stored)."""
+                  ttl: str = DRILL_TTL, keep: bool = False, keep_failed: bool | None = None) -> FreshReport:
+    """Restore the live stack's backups into a new stack ``name`` and verify it; torn down afterwards unless
+    ``keep`` (a drill), or ``keep_failed`` when it failed (default: as ``keep``). The new stack holds nothing
+    anyone stored, so tearing it down loses nothing."""
     if live.target != "local":
         raise BackupError(f"stack {live.name} is on {live.target}: the fresh-stack drill runs on the local target "
                           "for now; use `govcloud drill --beside` there")
@@ -237,30 +239,42 @@ def restore_fresh(live: StackModel, name: str, say: Progress, snapshot: str | No
             r.detail = f"state not restored: {exc}"
             raise BackupError(f"{name}: {r.detail}") from None
         finally:
-            r.rto_s = clock.now()
+            r.rto_s = report.phases["state restored"] = clock.now()
         model = load_stack(name)
         runtime = LocalRuntime(model)
         runtime.up(say, only={"postgres"})
+        report.phases["postgres up"] = clock.now()
         _restore_databases(repo, runtime, chosen, clock, say, results)
-        if not all(r.ok for k, r in results.items() if k.endswith("/database")):
-            raise BackupError("a database did not restore as backed up; components not started on it")
+        report.phases["databases restored and checked"] = clock.now()
+        failed = [k for k, r in results.items() if k.endswith("/database") and not r.ok]
+        if failed:
+            raise BackupError(f"{', '.join(failed)} did not restore as backed up; no component started on it")
         runtime.up(say)  # the components start (and bootstrap) on the restored data
+        report.phases["components up"] = clock.now()
         _verify_hooks(repo, runtime, chosen, clock, say, results)
+        report.phases["verify hooks"] = clock.now()
         say("health layers of the drill stack")
         report.health = _health(model, runtime)
         report.health_status = overall(report.health)
-        report.rto_s = clock.now()
+        report.rto_s = report.phases["healthy"] = clock.now()
         report.ok = all(r.ok for r in report.results) and report.health_status != DOWN
     except Exception as exc:  # reported and torn down below; the exit code says it failed
         report.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         report.rto_s = clock.now()
         say(f"FAILED: {report.error}")
     finally:
-        if not keep:
+        if not (keep if report.ok else (keep if keep_failed is None else keep_failed)):
             say(f"tearing down {name}")
-            envs.destroy(name, say)
+            try:
+                envs.destroy(name, say)
+            except Exception as exc:  # reported with what is left; `govcloud env destroy NAME` finishes it
+                report.error = "; ".join(e for e in (report.error, f"teardown of {name} failed: {exc}") if e)
+            report.kept = False
             report.leftovers = envs.leftovers(name)
+            report.phases["torn down"] = clock.now()
             report.ok = report.ok and not report.leftovers
+        else:
+            report.kept = True
     return report
 
 

@@ -1,5 +1,6 @@
-"""The whole platform on the local target: up, healthy with the citizen journey, backed up, restore drill verified,
-torn down leaving nothing in podman (the fixture's finalizer)."""
+"""The whole platform on the local target: up, healthy with the citizen journey, backed up, restore drill into a
+fresh stack verified and healthy (its own journey), torn down leaving nothing in podman (the drill's and the
+fixture's finalizer)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from infra.ops.journey import STEPS
 
-from .conftest import govcloud, govcloud_json
+from .conftest import govcloud, govcloud_json, podman_objects
 
 pytestmark = pytest.mark.e2e
 
@@ -35,5 +36,10 @@ def test_platform_up_healthy_journey_backup_drill(platform_stack: str) -> None:
     assert all(c["status"] == "ok" for c in by_layer(report, "journey").values())
     assert by_layer(report, "backups") and by_layer(report, "components")
 
+    # the backup restored into a fresh throwaway stack: verified, healthy with its own citizen journey, gone after
     drill: Any = govcloud_json("drill", "-s", platform_stack)
-    assert drill and all(r["ok"] for r in drill), drill
+    assert drill["ok"] and drill["health_status"] == "ok" and all(r["ok"] for r in drill["results"]), drill
+    drill_journey = by_layer({"checks": drill["health"]}, "journey")
+    assert list(drill_journey) == list(STEPS) and all(c["status"] == "ok" for c in drill_journey.values())
+    assert drill["leftovers"] == [] and podman_objects(drill["drill_stack"]) == {
+        "pod": [], "container": [], "volume": [], "secret": []}

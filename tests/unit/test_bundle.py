@@ -14,12 +14,14 @@ from infra.bundle.build import apt_commands, essential, host_packages, parse_dep
 from infra.bundle.content import (
     FORMAT,
     MANIFEST,
+    BundleError,
     check,
     deb_name_version,
     debian_index_entries,
     pack,
     parse_constraints,
     read,
+    read_manifest,
     wheel_name_version,
     write_sums,
 )
@@ -174,3 +176,12 @@ def test_cli_install_refuses_a_tampered_bundle_before_loading(tmp_path: Path) ->
     assert "error: images/base.tar: checksum mismatch" in proc.stderr
     assert "loaded" not in proc.stdout
     assert not (tmp_path / "w").exists()  # nothing of a refused bundle is kept
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar.zst"])
+def test_read_manifest_reads_only_the_first_member(tmp_path: Path, suffix: str) -> None:
+    archive = fake_bundle(tmp_path, suffix)
+    assert read_manifest(archive)["images"]["postgres"]["ref"] == IMAGES["postgres"]
+    (tmp_path / "x.tar.gz").write_bytes(b"hello")
+    with pytest.raises(BundleError, match=r"no readable manifest\.json"):
+        read_manifest(tmp_path / "x.tar.gz")

@@ -166,8 +166,19 @@ def cert_doc(cert: Certificate, pem: bool = False) -> dict[str, Any]:
     }
     if pem:
         doc["certificate"] = _pem(cert)
-        doc["chain"] = [_pem(c) for c in hierarchy.chain(cert.ca)]
+        doc["chain"] = chain_pems(cert.ca)
     return doc
+
+
+_chains: dict[str, list[str]] = {}
+
+
+def chain_pems(ca: CertificateAuthority) -> list[str]:
+    """The issuing CA and its parents, PEM; CA certificates never change, so read once per process."""
+    pems = _chains.get(ca.serial)
+    if pems is None:
+        pems = _chains[ca.serial] = [_pem(c) for c in hierarchy.chain(ca)]
+    return list(pems)
 
 
 def ca_doc(ca: CertificateAuthority) -> dict[str, Any]:
@@ -336,7 +347,7 @@ def list_cas() -> list[dict[str, Any]]:
 @router.get("/cas/{name}/chain")
 @orm
 def ca_chain(name: str) -> Response:
-    pems = "".join(_pem(c) for c in hierarchy.chain(_ca_or_404(name)))
+    pems = "".join(chain_pems(_ca_or_404(name)))
     return Response(pems, media_type="application/pem-certificate-chain")
 
 

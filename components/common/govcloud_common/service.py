@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -96,6 +98,12 @@ def create_app(component: str, checks: dict[str, ReadyCheck] | None = None, **kw
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several workers (serve): the sum over all of them
+            from prometheus_client import CollectorRegistry, multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
@@ -114,5 +122,9 @@ def serve(app: FastAPI | str, port_name: str = "http", default_port: int = 8000,
 
     settings = Settings.from_env()
     workers = int(Settings.setting("workers", str(default_workers))) if isinstance(app, str) else 1
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # each worker would answer /metrics with its own counters only: they share a directory instead (inherited
+        # by the workers, which import prometheus_client afresh), and /metrics reports the sum
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="govcloud-metrics-")
     uvicorn.run(app, host=settings.bind, port=Settings.port(port_name, default_port), workers=workers,
                 log_config=None, access_log=False)

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -113,6 +114,88 @@ def _order_doc(r: dict[str, Any]) -> dict[str, Any]:
             "closed_at": _iso(r["closed_at"])}
 
 
+def receipt_fields(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"receipt_id": "R" + row["id"][2:], "order_id": row["id"], "kind": row["kind"],
+            "service_id": row["service_id"], "bill_reference": row["bill_reference"], "payee": row["payee"],
+            "amount": row["amount"], "currency": row["currency"], "channel": row["channel"],
+            "payer_account": "*" * (len(row["payer_account"]) - 4) + row["payer_account"][-4:],
+            "switch_ref": row["switch_ref"], "paid_at": now.isoformat(), "issuer": "govcloud payment gateway"}
+
+
+# The usual approval of a pending fee order as ONE autocommit statement (no BEGIN/COMMIT round trips): the order's
+# state, the ledger's commit, the signed receipt, the notifications and the event's record, or nothing at all. The
+# UPDATE's conditions are those under which the general path (Gateway._decision) would pay; when they do not hold
+# (the order is not visible yet because its create has not committed, already closed, mismatching, late, a bill
+# order, an event seen before) the statement changes nothing and the general path decides. Concurrent decisions on
+# one order queue on its row lock (UPDATE) as the general path's SELECT ... FOR UPDATE does; a copy of the same
+# event applied concurrently makes the callbacks insert fail, undoing the statement.
+FAST_PAID = """
+WITH upd AS (
+    UPDATE orders o SET status = 'paid', closed_at = %(now)s
+    WHERE o.id = %(id)s AND o.status = 'pending' AND o.kind = 'fee' AND o.switch_ref = %(ref)s
+      AND o.amount = %(amount)s AND o.expires_at >= %(decided)s
+      AND NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = %(event)s)
+    RETURNING o.id, o.created_at
+), opened AS (
+    INSERT INTO accounts (id, normal, no_overdraft, tracked)
+    SELECT u.* FROM upd, unnest(%(ids)s::text[], %(normals)s::text[], %(nos)s::bool[], %(tracked)s::bool[]) AS u
+    ON CONFLICT DO NOTHING
+), tx AS (
+    INSERT INTO ledger_tx (order_id, kind, created_at) SELECT id, 'commit', %(now)s FROM upd RETURNING id
+), posted AS (
+    INSERT INTO entries (tx_id, account, amount)
+    SELECT tx.id, u.account, u.amount FROM tx, unnest(%(accounts)s::text[], %(amounts)s::bigint[]) AS u(account, amount)
+), receipt AS (
+    INSERT INTO receipts (order_id, payload, signature, algorithm, chain)
+    SELECT id, %(r_payload)s, %(r_signature)s, %(r_algorithm)s, %(r_chain)s FROM upd
+), notified AS (
+    INSERT INTO notifications (target, url, event, order_id, payload, next_at)
+    SELECT u.target, u.url, u.event, upd.id, u.payload, %(now)s FROM upd,
+        unnest(%(n_targets)s::text[], %(n_urls)s::text[], %(n_events)s::text[], %(n_payloads)s::jsonb[])
+        AS u(target, url, event, payload)
+), recorded AS (
+    INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at)
+    SELECT %(event)s, id, %(payload)s, 'paid', %(now)s FROM upd
+)
+SELECT created_at FROM upd
+"""
+# An order's create: the key claimed under the order's advisory lock (held until COMMIT, after the switch's answer),
+# the channel, and an answer stored before - one statement.
+CLAIM = """
+WITH l AS (SELECT pg_advisory_xact_lock(hashtextextended(%(oid)s, 42))
+), ins AS (
+    INSERT INTO idempotency (scope, key, body_hash, created_at) SELECT 'orders', %(key)s, %(digest)s, %(now)s FROM l
+    ON CONFLICT DO NOTHING RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins), i.body_hash, i.status, i.response, c.kind
+FROM (SELECT 1) one
+LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %(key)s AND i.status IS NOT NULL
+LEFT JOIN channels c ON c.id = %(channel)s AND c.enabled
+"""
+# ... then, once the switch accepted the request to pay: the order, its reservation in the ledger (the legs of
+# ledger.reserve_legs) and the stored answer - one statement, then COMMIT.
+OPEN_ORDER = """
+WITH ord AS (
+    INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency, channel, payer_account, status,
+                        switch_ref, created_at, expires_at, body)
+    VALUES (%(id)s, %(kind)s, %(service_id)s, %(bill_reference)s, %(payee)s, %(amount)s, 'SYP', %(channel)s,
+            %(payer_account)s, 'pending', %(switch_ref)s, %(now)s, %(expires)s, %(body)s)
+    RETURNING id
+), opened AS (
+    INSERT INTO accounts (id, normal, no_overdraft, tracked)
+    SELECT u.* FROM ord, unnest(%(ids)s::text[], %(normals)s::text[], %(nos)s::bool[], %(tracked)s::bool[]) AS u
+    ON CONFLICT DO NOTHING
+), tx AS (
+    INSERT INTO ledger_tx (order_id, kind, created_at) SELECT id, 'reserve', %(now)s FROM ord RETURNING id
+), posted AS (
+    INSERT INTO entries (tx_id, account, amount)
+    SELECT tx.id, u.account, u.amount FROM tx, unnest(%(accounts)s::text[], %(amounts)s::bigint[]) AS u(account, amount)
+)
+UPDATE idempotency SET status = 201, response = %(response)s WHERE scope = 'orders' AND key = %(key)s
+"""
+RECENT_MAX = 50_000  # orders created by this process whose (immutable) fields are kept for the fast paid path
+
+
 def body_hash(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -154,6 +237,8 @@ class Gateway:
         self.cfg = cfg
         self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
         self.notifier = notify.Notifier(self.pool, cfg.notify) if cfg.notify else None
+        self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # order id -> the order as created here
+        self.fast_paid = True  # approvals of pending fee orders in one statement (FAST_PAID); False: general path only
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -249,28 +334,25 @@ class Gateway:
         now = self.now()
         expires = now + self.cfg.order_ttl
         try:
-            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            async with self.pool.connection() as conn, conn.transaction():
                 # the order's lock first: the switch may call back before this transaction commits, and its
-                # callback waits on this lock; a concurrent twin with the same key waits here too. The lookup is a
-                # separate statement so that its snapshot is taken after the lock is held (it sees a twin's commit).
-                claim = await conn.execute(
-                    "INSERT INTO idempotency (scope, key, body_hash, created_at)"
-                    " SELECT 'orders', %s, %s, %s FROM (SELECT pg_advisory_xact_lock(hashtextextended(%s, 42))) l"
-                    " ON CONFLICT DO NOTHING RETURNING 1", (key, digest, now, order_id))
-                look = await conn.execute(
-                    "SELECT i.body_hash, i.status, i.response, c.id, c.kind FROM (SELECT 1) one"
-                    " LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = %s AND i.status IS NOT NULL"
-                    " LEFT JOIN channels c ON c.id = %s AND c.enabled", (key, req.channel))
-                claimed = await claim.fetchone() is not None
-                row = await look.fetchone()
+                # callback waits on this lock; a concurrent twin with the same key waits here too
+                row = await (await conn.execute(CLAIM, {"oid": order_id, "key": key, "digest": digest, "now": now,
+                                                        "channel": req.channel}, prepare=True)).fetchone()
                 assert row is not None
-                if not claimed:  # answered before (or by a concurrent twin that committed first): replay
-                    if row[0] is None:
-                        raise ApiError(409, "Idempotency-Key in use", "retry with the same Idempotency-Key")
-                    return self._replay((row[0], row[1], json.loads(row[2])), digest)
-                if row[3] is None:
+                claimed, stored, channel_kind = row[0], row[1:4], row[4]
+                if not claimed:  # answered before, or by a concurrent twin whose commit this statement's snapshot
+                    if stored[0] is None:  # predates: look again, now that its lock is ours
+                        found = await (await conn.execute(
+                            "SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders' AND key = %s"
+                            " AND status IS NOT NULL", (key,))).fetchone()
+                        if found is None:
+                            raise ApiError(409, "Idempotency-Key in use", "retry with the same Idempotency-Key")
+                        stored = found
+                    return self._replay((stored[0], stored[1], json.loads(stored[2])), digest)
+                if channel_kind is None:
                     raise ApiError(422, "unknown channel", req.channel)
-                channel = {"id": row[3], "kind": row[4]}
+                channel = {"id": req.channel, "kind": channel_kind}
                 if req.kind == "fee":
                     assert req.service_id
                     try:
@@ -293,21 +375,24 @@ class Gateway:
                     "channel": req.channel, "payer_account": req.payer_account, "status": "pending",
                     "reason": None, "switch_ref": switch_ref, "created_at": now, "expires_at": expires,
                     "closed_at": None})
+                legs, opened = ledger.reserve_legs(order_id, amount)
+                cols = list(zip(*opened, strict=True))
                 # a second open order for one bill violates orders_one_per_bill: the whole transaction is undone
-                await conn.execute(
-                    "INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency,"
-                    " channel, payer_account, status, switch_ref, created_at, expires_at, body)"
-                    " VALUES (%s,%s,%s,%s,%s,%s,'SYP',%s,%s,'pending',%s,%s,%s,%s)",
-                    (order_id, req.kind, req.service_id, req.bill_reference, payee, amount, req.channel,
-                     req.payer_account, switch_ref, now, expires, body))
-                await ledger.reserve(conn, order_id, amount, now)
-                await conn.execute("UPDATE idempotency SET status = 201, response = %s"
-                                   " WHERE scope = 'orders' AND key = %s", (json.dumps(response), key))
+                await conn.execute(OPEN_ORDER, {
+                    "id": order_id, "kind": req.kind, "service_id": req.service_id,
+                    "bill_reference": req.bill_reference, "payee": payee, "amount": amount, "channel": req.channel,
+                    "payer_account": req.payer_account, "switch_ref": switch_ref, "now": now, "expires": expires,
+                    "body": body, "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]),
+                    "tracked": list(cols[3]), "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs],
+                    "response": json.dumps(response), "key": key}, prepare=True)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "orders_one_per_bill":
                 raise
             raise ApiError(409, "bill already has an open or paid order", req.bill_reference or "") from None
         ORDERS.labels("pending").inc()
+        self.recent[order_id] = {**response, "body": body}
+        if len(self.recent) > RECENT_MAX:
+            self.recent.popitem(last=False)
         return 201, response
 
     @staticmethod
@@ -396,7 +481,60 @@ class Gateway:
             cb = Callback.model_validate_json(raw)
         except ValidationError as exc:
             raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
-        return await self._decision(cb, json.loads(raw), now)
+        payload = json.loads(raw)
+        if cb.status == "approved":
+            result = await self._fast_paid(cb, payload, now)
+            if result:
+                return result
+        return await self._decision(cb, payload, now)
+
+    async def _fast_paid(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        """The approval of a pending fee order in one statement (``FAST_PAID``); None when the general path must
+        decide. The receipt is signed before, from the order's immutable fields (kept from its create here)."""
+        if not self.fast_paid:
+            return None
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)  # one statement, its own transaction: no BEGIN/COMMIT round trips
+            try:
+                order = self.recent.get(cb.rtp_id)
+                if order is None:  # created by another worker, or before a restart: its immutable fields, one read
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute("SELECT id, kind, service_id, bill_reference, payee, amount, currency, channel,"
+                                      " payer_account, switch_ref, body FROM orders WHERE id = %s"
+                                      " AND status = 'pending'", (cb.rtp_id,), prepare=True)
+                    order = await cur.fetchone()
+                if order is None or order["kind"] != "fee" or order["switch_ref"] != cb.switch_ref \
+                        or order["amount"] != cb.amount:
+                    return None
+                fields = receipt_fields(order, now)
+                rec = make_receipt(self.cfg.signer, fields)
+                legs, opened = ledger.commit_legs(order["id"], order["payee"], order["amount"])
+                cols = list(zip(*opened, strict=True))
+                notes = notify.fee_rows(self.cfg.notify, order, "paid", now, receipt_id=fields["receipt_id"])
+                params = {
+                    "now": now, "id": order["id"], "ref": cb.switch_ref, "amount": cb.amount,
+                    "decided": cb.decided_at, "event": cb.event_id, "payload": Jsonb(payload),
+                    "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]), "tracked": list(cols[3]),
+                    "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs],
+                    "r_payload": rec["payload"], "r_signature": rec["signature"], "r_algorithm": rec["algorithm"],
+                    "r_chain": rec["chain"], "n_targets": [n[0] for n in notes], "n_urls": [n[1] for n in notes],
+                    "n_events": [n[2] for n in notes], "n_payloads": [Jsonb(n[3]) for n in notes]}
+                try:
+                    row = await (await conn.execute(FAST_PAID, params, prepare=True)).fetchone()
+                except psycopg.errors.UniqueViolation as exc:
+                    if exc.diag.constraint_name != "callbacks_pkey":
+                        raise
+                    return {"result": "duplicate", "order": cb.rtp_id}
+            finally:
+                await conn.set_autocommit(False)
+        if row is None:
+            return None
+        self.recent.pop(cb.rtp_id, None)
+        ORDERS.labels("paid").inc()
+        PAY_LATENCY.observe(max((now - row[0]).total_seconds(), 0.0))
+        if self.notifier and notes:
+            self.notifier.wake.set()
+        return {"result": "paid", "order": cb.rtp_id}
 
     async def _decision(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
         """Apply one switch decision (a callback, or a status query's answer) exactly once per event: one database
@@ -445,11 +583,7 @@ class Gateway:
         if row["bill_reference"]:
             await conn.execute("UPDATE bills SET paid_order = %s WHERE reference = %s", (row["id"],
                                                                                          row["bill_reference"]))
-        fields = {"receipt_id": "R" + row["id"][2:], "order_id": row["id"], "kind": row["kind"],
-                  "service_id": row["service_id"], "bill_reference": row["bill_reference"], "payee": row["payee"],
-                  "amount": row["amount"], "currency": row["currency"], "channel": row["channel"],
-                  "payer_account": "*" * (len(row["payer_account"]) - 4) + row["payer_account"][-4:],
-                  "switch_ref": row["switch_ref"], "paid_at": now.isoformat(), "issuer": "govcloud payment gateway"}
+        fields = receipt_fields(row, now)
         rec = make_receipt(self.cfg.signer, fields)
         await conn.execute("INSERT INTO receipts (order_id, payload, signature, algorithm, chain) VALUES"
                            " (%s, %s, %s, %s, %s)", (row["id"], rec["payload"], rec["signature"], rec["algorithm"],

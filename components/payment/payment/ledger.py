@@ -49,31 +49,49 @@ SELECT tx.id, u.account, u.amount FROM tx, unnest(%(accounts)s::text[], %(amount
 """
 
 
+def checked(kind: str, legs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """``legs`` when they balance and every amount is a non-zero integer, else LedgerError (before any write)."""
+    if not legs or sum(a for _, a in legs) != 0:
+        raise LedgerError(f"{kind}: legs do not balance: {legs}")
+    if any(isinstance(a, bool) or not isinstance(a, int) or a == 0 for _, a in legs):
+        raise LedgerError(f"{kind}: amounts must be non-zero integers: {legs}")
+    return legs
+
+
 async def post(conn: psycopg.AsyncConnection[Any], order_id: str | None, kind: str, legs: list[tuple[str, int]],
                now: datetime, open_accounts: list[tuple[str, str, bool, bool]] | None = None) -> None:
     """Write one balanced ledger transaction inside the caller's database transaction, in one statement.
 
     ``open_accounts`` (id, normal, no_overdraft, tracked) are created first when they do not exist yet."""
-    if not legs or sum(a for _, a in legs) != 0:
-        raise LedgerError(f"{kind}: legs do not balance: {legs}")
-    if any(isinstance(a, bool) or not isinstance(a, int) or a == 0 for _, a in legs):
-        raise LedgerError(f"{kind}: amounts must be non-zero integers: {legs}")
+    checked(kind, legs)
     cols = list(zip(*open_accounts, strict=True)) if open_accounts else [(), (), (), ()]
     await conn.execute(_POST, {
         "ids": list(cols[0]), "normals": list(cols[1]), "nos": list(cols[2]), "tracked": list(cols[3]),
         "order": order_id, "kind": kind, "now": now, "accounts": [a for a, _ in legs], "amounts": [m for _, m in legs]})
 
 
-async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
+def reserve_legs(order_id: str, amount: int) -> tuple[list[tuple[str, int]], list[tuple[str, str, bool, bool]]]:
+    """The reservation's legs and the order's account it opens (also posted by the gateway's create statement)."""
     acc = order_account(order_id)
-    return await post(conn, order_id, "reserve", [(PENDING, amount), (acc, -amount)], now,
-                      [(acc, "credit", True, True)])
+    return checked("reserve", [(PENDING, amount), (acc, -amount)]), [(acc, "credit", True, True)]
+
+
+async def reserve(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:
+    legs, opened = reserve_legs(order_id, amount)
+    return await post(conn, order_id, "reserve", legs, now, opened)
+
+
+def commit_legs(order_id: str, payee: str, amount: int) -> tuple[list[tuple[str, int]],
+                                                                  list[tuple[str, str, bool, bool]]]:
+    """The commit's legs and the accounts it may open (also posted by the gateway's one-statement paid path)."""
+    return (checked("commit", [(order_account(order_id), amount), (payee_account(payee), -amount),
+                               (RECEIVABLE, amount), (PENDING, -amount)]),
+            [(payee_account(payee), "credit", True, False)])
 
 
 async def commit(conn: psycopg.AsyncConnection[Any], order_id: str, payee: str, amount: int, now: datetime) -> None:
-    return await post(conn, order_id, "commit", [(order_account(order_id), amount), (payee_account(payee), -amount),
-                                                  (RECEIVABLE, amount), (PENDING, -amount)], now,
-                      [(payee_account(payee), "credit", True, False)])
+    legs, opened = commit_legs(order_id, payee, amount)
+    return await post(conn, order_id, "commit", legs, now, opened)
 
 
 async def abort(conn: psycopg.AsyncConnection[Any], order_id: str, amount: int, now: datetime) -> None:

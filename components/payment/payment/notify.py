@@ -53,26 +53,38 @@ class NotifyConfig:
     bus: BusNotify | None = None    # None = the bodies are not told
 
 
+def payload_of(order: dict[str, Any], status: str, now: datetime, receipt_id: str | None = None) -> dict[str, Any]:
+    return {"event": f"order.{status}", "order_id": order["id"], "status": status, "amount": order["amount"],
+            "currency": order["currency"], "service_id": order["service_id"],
+            "bill_reference": order["bill_reference"], "switch_ref": order["switch_ref"],
+            "receipt_id": receipt_id, "at": now.isoformat()}
+
+
+def fee_rows(cfg: NotifyConfig | None, order: dict[str, Any], status: str, now: datetime,
+             receipt_id: str | None = None) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The notifications (target, url, event, payload) of a fee order reaching ``status``."""
+    if cfg is None or order["kind"] != "fee":
+        return []
+    payload = payload_of(order, status, now, receipt_id)
+    rows = []
+    if cfg.bus and order.get("body"):
+        rows.append(("bus", f"{cfg.bus.url.rstrip('/')}/r1/{order['body']}/{BUS_SERVICE}", payload["event"],
+                     {**payload, "body": order["body"]}))
+    if cfg.portal_url:
+        rows.append(("portal", cfg.portal_url.rstrip("/") + PORTAL_PATH, payload["event"], payload))
+    return rows
+
+
 async def enqueue(conn: psycopg.AsyncConnection[Any], cfg: NotifyConfig | None, order: dict[str, Any], status: str,
                   now: datetime, receipt_id: str | None = None) -> None:
     """Queue the notification of ``order`` reaching ``status`` inside the caller's transaction."""
     if cfg is None:
         return
-    payload = {"event": f"order.{status}", "order_id": order["id"], "status": status, "amount": order["amount"],
-               "currency": order["currency"], "service_id": order["service_id"],
-               "bill_reference": order["bill_reference"], "switch_ref": order["switch_ref"],
-               "receipt_id": receipt_id, "at": now.isoformat()}
-    if order["kind"] == "fee" and cfg.bus and order.get("body"):
+    for target, url, event, payload in fee_rows(cfg, order, status, now, receipt_id):
         await conn.execute("INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
-                           " VALUES ('bus', %s, %s, %s, %s, %s)",
-                           (f"{cfg.bus.url.rstrip('/')}/r1/{order['body']}/{BUS_SERVICE}", payload["event"],
-                            order["id"], Jsonb({**payload, "body": order["body"]}), now))
-    if order["kind"] == "fee" and cfg.portal_url:
-        await conn.execute("INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
-                           " VALUES ('portal', %s, %s, %s, %s, %s)",
-                           (cfg.portal_url.rstrip("/") + PORTAL_PATH, payload["event"], order["id"], Jsonb(payload),
-                            now))
-    elif order["kind"] == "bill":
+                           " VALUES (%s, %s, %s, %s, %s, %s)", (target, url, event, order["id"], Jsonb(payload), now))
+    if order["kind"] == "bill":
+        payload = payload_of(order, status, now, receipt_id)
         await conn.execute(
             "INSERT INTO notifications (target, url, event, order_id, payload, next_at)"
             " SELECT 'biller:' || b.id, b.notify_url, %s, %s, %s, %s FROM bills x JOIN billers b ON b.id = x.biller_id"
@@ -117,7 +129,7 @@ class Notifier:
             return f"{type(exc).__name__}: {exc}"
         return None if resp.status_code < 300 else f"HTTP {resp.status_code}"
 
-    async def deliver_due(self, now: datetime, limit: int = 100, parallel: int = 8) -> dict[str, int]:
+    async def deliver_due(self, now: datetime, limit: int = 128, parallel: int = 32) -> dict[str, int]:
         sem = asyncio.Semaphore(parallel)
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)

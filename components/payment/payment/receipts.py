@@ -45,7 +45,9 @@ class KeySigner:
                              hashes.SHA256())
 
     def chain_pem(self) -> list[str]:
-        return [c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain]
+        if getattr(self, "_chain_pem", None) is None:  # serialised once: every receipt carries it
+            self._chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain]
+        return list(self._chain_pem)
 
     def key_pem(self) -> str:
         return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -216,3 +216,45 @@ def test_ledger_invariants_hold_for_any_sequence_of_operations(pg_dsn, steps):
             assert payees == -paid
 
     asyncio.run(run())
+
+
+@pytest.mark.asyncio
+async def test_the_one_statement_paid_path_writes_what_the_general_path_writes(system):
+    fast = (await system.fee_order("k-fast")).json()
+    other = (await system.fee_order("k-other", payer_account="0944555000")).json()
+    system.gw.recent.pop(other["id"])  # as if created by another worker or before a restart: read, then one statement
+    assert fast["id"] in system.gw.recent
+    await system.dispatch()
+    assert fast["id"] not in system.gw.recent
+    general = (await system.fee_order("k-general", payer_account="0944555666")).json()
+    system.gw.fast_paid = False
+    await system.dispatch()
+    system.gw.fast_paid = True
+    for o in (fast, other, general):
+        assert (await system.pay.get(f"/api/orders/{o['id']}")).json()["status"] == "paid"
+        receipt = (await system.pay.get(f"/api/orders/{o['id']}/receipt")).json()
+        fields = verify_receipt(receipt, system.root_pem)
+        assert fields["order_id"] == o["id"] and fields["amount"] == o["amount"]
+        assert fields["payer_account"].endswith(o["payer_account"][-4:])
+
+    def shape(oid: str) -> list[tuple]:
+        return system.sql(
+            "SELECT t.kind, replace(e.account, %s, 'ORDER'), e.amount FROM ledger_tx t JOIN entries e ON e.tx_id = t.id"
+            " WHERE t.order_id = %s ORDER BY t.id, e.id", oid, oid)
+    assert shape(fast["id"]) == shape(general["id"]) == shape(other["id"])
+    notes = system.sql("SELECT order_id, target, event, payload - 'order_id' - 'switch_ref' - 'receipt_id'"
+                       " FROM notifications ORDER BY id")
+    assert [(n[1], n[2], n[3]) for n in notes if n[0] == fast["id"]] == \
+           [(n[1], n[2], n[3]) for n in notes if n[0] == general["id"]]
+    assert [(n[1], n[2], n[3]) for n in notes if n[0] == other["id"]] == \
+           [(n[1], n[2], n[3]) for n in notes if n[0] == general["id"]]
+    assert system.sql("SELECT result FROM callbacks") == [("paid",)] * 3
+    # a replayed approval changes nothing on either path
+    for o in (fast, other, general):
+        payload = {"event_id": f"EV-replay-{o['id']}", "rtp_id": o["id"], "switch_ref": o["switch_ref"],
+                   "status": "approved", "amount": o["amount"], "currency": "SYP", "reason": None,
+                   "decided_at": system.clock().isoformat()}
+        body, headers = system.signed(payload)
+        assert (await system.pay.post("/api/switch/callbacks", content=body, headers=headers)).json()["result"] \
+            == "ignored"
+    await system.ledger_balanced()

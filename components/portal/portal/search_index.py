@@ -249,9 +249,13 @@ def rank_operands(node: tuple) -> tuple[tuple[str, bool], ...]:
     return tuple((text.decode(), prefix) for text, prefix in unique)
 
 
-def name_entry_weight(positions: list[int] | None, weights: list[str] | None) -> float:
-    """One tsvector entry's term in ``calc_rank_or`` (float4 steps as in C, then the double division)."""
-    ws = [WEIGHTS[_WEIGHT_INDEX[w]] for w in weights] if positions and weights else [WEIGHTS[0]]
+@functools.lru_cache(maxsize=1024)
+def name_entry_weight(weights: str) -> float:
+    """One tsvector entry's term in ``calc_rank_or`` (float4 steps as in C, then the double division).
+
+    ``weights``: the entry's weight letter per position ('' for an entry without positions).
+    """
+    ws = [WEIGHTS[_WEIGHT_INDEX[w]] for w in weights] or [WEIGHTS[0]]
     resj, wjm, jm = 0.0, -1.0, 0
     for j, w in enumerate(ws):
         resj = f32(resj + f32(w / ((j + 1) * (j + 1))))
@@ -379,11 +383,14 @@ async def load(conninfo: str) -> Snapshot:
                                      "FROM services ORDER BY id")
             rows = await cur.fetchall()
             numbered = "(SELECT row_number() OVER (ORDER BY id) - 1 AS n, * FROM services) s"
-            cur = await conn.execute(f"SELECT l, array_agg(n) FROM {numbered}, unnest(tsvector_to_array(search)) l "
-                                     "GROUP BY l")
+            # postings as text, one row per lexeme: the load never holds 460k Python ints at once (it would keep
+            # ~40 MB of freed-but-not-returned heap in every worker)
+            cur = await conn.execute(f"SELECT l, string_agg(n::text, ',') FROM {numbered}, "
+                                     "unnest(tsvector_to_array(search)) l GROUP BY l")
             lexemes = await cur.fetchall()
-            cur = await conn.execute(f"SELECT u.lexeme, n, u.positions, u.weights FROM {numbered}, "
-                                     "unnest(s.name_search) u ORDER BY u.lexeme, n")
+            cur = await conn.execute(
+                f"SELECT u.lexeme, string_agg(n || ':' || coalesce(array_to_string(u.weights, ''), ''), ' ' "
+                f"ORDER BY n) FROM {numbered}, unnest(s.name_search) u GROUP BY u.lexeme")
             name_rows = await cur.fetchall()
     docs: list[Doc] = []
     sets: dict[tuple[str, str], list[int]] = {}
@@ -395,11 +402,13 @@ async def load(conninfo: str) -> Snapshot:
         for key in keys:
             sets.setdefault(key, []).append(n)
     names: dict[str, tuple[array, array]] = {}
-    for lexeme, n, positions, weights in name_rows:
-        ds, ts = names.setdefault(lexeme, (array("i"), array("d")))
-        ds.append(n)
-        ts.append(name_entry_weight(positions, weights))
-    return Snapshot(docs, {lexeme: _bits(ns) for lexeme, ns in lexemes},
+    for lexeme, entries in name_rows:
+        ds, ts = names[lexeme] = (array("i"), array("d"))
+        for entry in entries.split():
+            n, _, weights = entry.partition(":")
+            ds.append(int(n))
+            ts.append(name_entry_weight(weights))
+    return Snapshot(docs, {lexeme: _bits([int(n) for n in ns.split(",")]) for lexeme, ns in lexemes},
                     {key: _bits(ns) for key, ns in sets.items()}, names)
 
 

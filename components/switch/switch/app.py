@@ -82,8 +82,12 @@ def problem(status: int, title: str, detail: str = "") -> JSONResponse:
 class Switch:
     def __init__(self, cfg: SwitchConfig) -> None:
         self.cfg = cfg
-        self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False)
+        # autocommit: each of the simulator's writes is one statement (no BEGIN/COMMIT round trips); the dispatcher
+        # opens its transaction explicitly
+        self.pool = cfg.pool or AsyncConnectionPool(cfg.conninfo, min_size=1, max_size=cfg.pool_max, open=False,
+                                                    kwargs={"autocommit": True})
         self._behaviour: tuple[float, Behaviour] | None = None
+        self.wake = asyncio.Event()  # set when this process queued a callback: the dispatcher runs at once
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -136,6 +140,8 @@ class Switch:
                 (req.rtp_id, ref, req.amount, req.currency, req.channel.kind, req.channel.provider, req.channel.account,
                  req.payee, req.expires_at, status, reason, now, decided, Jsonb(payload), now, copies))
             if await cur.fetchone():
+                if copies:
+                    self.wake.set()
                 return 202, {"rtp_id": req.rtp_id, "switch_ref": ref, "status": "pending"}
             old = await (await conn.execute("SELECT switch_ref, amount, currency, account, payee FROM rtp"
                                             " WHERE rtp_id = %s", (req.rtp_id,))).fetchone()
@@ -186,7 +192,7 @@ class Switch:
             return f"{type(exc).__name__}: {exc}"
         return None if resp.status_code < 300 else f"HTTP {resp.status_code}: {resp.text[:200]}"
 
-    async def dispatch_due(self, limit: int = 200, parallel: int = 16) -> dict[str, int]:
+    async def dispatch_due(self, limit: int = 128, parallel: int = 64) -> dict[str, int]:
         """Deliver due callbacks once, up to ``parallel`` at a time; failures back off exponentially (1 s, 2 s, 4 s
         ... 300 s). Copies of one event (duplicate mode) go out one after the other, as separate deliveries."""
         now = self.now()
@@ -300,13 +306,22 @@ def build_app(cfg: SwitchConfig) -> FastAPI:
     return app
 
 
-async def _dispatcher(sw: Switch) -> None:
-    while True:
-        busy = False
-        try:
-            got = await sw.dispatch_due()
-            busy = got["delivered"] > 0
-        except Exception:  # keep delivering after transient database or network faults
-            log.exception("callback dispatch failed")
-        if not busy:  # a full batch went out: look again at once
-            await asyncio.sleep(sw.cfg.dispatch_interval_s)
+async def _dispatcher(sw: Switch, loops: int = 2) -> None:
+    """Deliver callbacks as soon as this process queued one (woken by the request to pay), else every
+    ``dispatch_interval_s`` (callbacks queued by another worker, retries). ``loops`` batches go out at once so that
+    one slow batch does not hold back the next; every uvicorn worker runs its own - ``FOR UPDATE SKIP LOCKED`` gives
+    each row to one of them."""
+
+    async def loop() -> None:
+        while True:
+            sw.wake.clear()
+            try:
+                got = await sw.dispatch_due()
+            except Exception:  # keep delivering after transient database or network faults
+                log.exception("callback dispatch failed")
+                got = {"delivered": 0}
+            if not got["delivered"]:  # nothing due: sleep until woken or the interval (a full batch: look again)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sw.wake.wait(), sw.cfg.dispatch_interval_s)
+
+    await asyncio.gather(*(loop() for _ in range(loops)))

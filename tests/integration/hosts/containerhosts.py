@@ -9,8 +9,16 @@ a label naming who started it, so concurrent users never remove each other's hos
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
+import http.server
+import io
 import secrets
 import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,3 +223,47 @@ def leaf(ca: tuple[object, object], common_name: str, *, server: bool, ips: tupl
             [x509.DNSName("localhost"), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     return pem(cert), pem(key)
+
+
+ETCD_VERSION = "v3.4.23"  # Debian bookworm's etcd
+
+
+def etcd_tarball(workdir: Path) -> bytes:
+    """``etcd-<v>-linux-amd64.tar.gz`` laid out like upstream's release, from Debian's etcd-client package."""
+    subprocess.run(["apt-get", "download", "etcd-client"], cwd=workdir, check=True, capture_output=True)
+    (deb,) = workdir.glob("etcd-client_*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "x")], check=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(workdir / "x/usr/bin/etcdctl", arcname=f"etcd-{ETCD_VERSION}-linux-amd64/etcdctl")
+    return buf.getvalue()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def artifact_mirror(workdir: Path) -> Iterator[dict[str, str]]:
+    """An HTTP artifact mirror the hosts reach at the gateway, carrying the etcd tools tarball.
+
+    Yields the etcd_backup role's variables pointing at it (mirror URL, version, checksum).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "mirror"
+    data = etcd_tarball(workdir)
+    target = root / "etcd" / ETCD_VERSION / f"etcd-{ETCD_VERSION}-linux-amd64.tar.gz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data)
+    server = http.server.ThreadingHTTPServer((GATEWAY, 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield {
+            "govcloud_artifact_mirror": f"http://{GATEWAY}:{server.server_address[1]}",
+            "etcd_backup_etcd_version": ETCD_VERSION,
+            "etcd_backup_etcd_checksum": f"sha256:{hashlib.sha256(data).hexdigest()}",
+        }
+    finally:
+        server.shutdown()

@@ -15,24 +15,18 @@ with the key written before the backup.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
-import io
 import json
 import os
 import subprocess
-import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from containerhosts import (
-    GATEWAY,
     MIRROR_VARS,
     Fleet,
+    artifact_mirror,
     connection_vars,
     host_image,
     hosts_file,
@@ -49,44 +43,15 @@ from infra.hosts.runner import RunResult, run_playbook
 
 pytestmark = pytest.mark.podman
 
-ETCD_VERSION = "v3.4.23"  # Debian bookworm's etcd
 PKI = "/etc/kubernetes/pki/etcd"
 STORE = "/srv/objectstore"  # the controller's restic repository folder, inside the host
 PASSWORD = "hosts-it-restic"
 
 
-def _etcd_tarball(workdir: Path) -> bytes:
-    """``etcd-<v>-linux-amd64.tar.gz`` laid out like upstream's release, from Debian's etcd-client package."""
-    subprocess.run(["apt-get", "download", "etcd-client"], cwd=workdir, check=True, capture_output=True)
-    (deb,) = workdir.glob("etcd-client_*.deb")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "x")], check=True)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(workdir / "x/usr/bin/etcdctl", arcname=f"etcd-{ETCD_VERSION}-linux-amd64/etcdctl")
-    return buf.getvalue()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def artifact_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(base URL, sha256 of the etcd tarball) of an HTTP artifact mirror the hosts reach at the gateway."""
-    root = tmp_path_factory.mktemp("mirror")
-    data = _etcd_tarball(tmp_path_factory.mktemp("etcddeb"))
-    target = root / "etcd" / ETCD_VERSION / f"etcd-{ETCD_VERSION}-linux-amd64.tar.gz"
-    target.parent.mkdir(parents=True)
-    target.write_bytes(data)
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer((GATEWAY, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{GATEWAY}:{server.server_address[1]}", hashlib.sha256(data).hexdigest()
-    finally:
-        server.shutdown()
+def mirror_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with artifact_mirror(tmp_path_factory.mktemp("mirror")) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -212,13 +177,10 @@ def _backup_roundtrip(fleet: Fleet, tmp_path: Path, repo_vars: dict, restic_env:
     print(f"etcd_backup: first run {first_s:.1f}s, idempotent re-run {second_s:.1f}s")
 
 
-def test_etcd_backup_ships_a_snapshot_that_restores(etcd_host: Fleet, artifact_mirror: tuple[str, str],
+def test_etcd_backup_ships_a_snapshot_that_restores(etcd_host: Fleet, mirror_vars: dict[str, str],
                                                     store: Path, tmp_path: Path) -> None:
-    mirror, sha = artifact_mirror
     repo_vars = {
-        "govcloud_artifact_mirror": mirror,
-        "etcd_backup_etcd_version": ETCD_VERSION,
-        "etcd_backup_etcd_checksum": f"sha256:{sha}",
+        **mirror_vars,
         "etcd_backup_repository": f"{STORE}/etcd",
         "etcd_backup_restic_password": PASSWORD,
     }

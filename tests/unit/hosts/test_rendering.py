@@ -8,7 +8,7 @@ from ipaddress import IPv4Network, ip_address
 
 import pytest
 import yaml
-from hostsdata import STACKS, HostVars, model_of, outputs_for
+from hostsdata import PLAYBOOKS, STACKS, HostVars, model_of, outputs_for
 
 from infra.cloud.network import subnet_plan
 from infra.hosts import build_inventory
@@ -129,3 +129,21 @@ def test_etcd_backup_script_is_valid_bash_with_the_models_retention(write) -> No
     assert f"--keep-daily {keep.daily} --keep-weekly {keep.weekly} --keep-monthly {keep.monthly}" in script
     env = hv.render("etcd_backup", "etcd-backup.env.j2")
     assert f"RESTIC_REPOSITORY=swift:govcloud-prod-backup-etcd:/{_first(inv, 'control_plane')}" in env
+
+
+def test_etcd_backup_verifies_with_etcdutl_from_3_5_and_etcdctl_before(write) -> None:
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    defaults = yaml.safe_load((PLAYBOOKS / "roles/etcd_backup/defaults/main.yml").read_text())
+    tools = {}
+    for version in ("v3.5.15", "v3.4.23", "v3.6.0"):
+        templar = Templar(loader=DataLoader(), variables={"etcd_backup_etcd_version": version})
+        tools[version] = templar.template(trust_as_template(defaults["etcd_backup_etcd_tools"]))
+    assert tools == {"v3.5.15": ["etcdctl", "etcdutl"], "v3.4.23": ["etcdctl"], "v3.6.0": ["etcdctl", "etcdutl"]}
+    inv = _inventory("prod", write)
+    hv = HostVars(inv, _first(inv, "control_plane"), ["etcd_backup"])
+    new = hv.render("etcd_backup", "govcloud-etcd-backup.sh.j2", etcd_backup_etcd_tools=tools["v3.5.15"])
+    old = hv.render("etcd_backup", "govcloud-etcd-backup.sh.j2", etcd_backup_etcd_tools=tools["v3.4.23"])
+    assert '/usr/local/bin/etcdutl snapshot status "$SNAPSHOT.part"' in new
+    assert "etcdutl" not in old and 'etcdctl snapshot status "$SNAPSHOT.part"' in old
