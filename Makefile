@@ -29,7 +29,7 @@ test-unit:
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "not podman and not e2e and not testcloud" -n 2
 
 test-integration:
-	$(BIN)/pytest $(PYTEST_FLAGS) -m "podman"
+	$(BIN)/pytest $(PYTEST_FLAGS) -m "podman and not testcloud"
 
 test-e2e:
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "e2e"

@@ -105,6 +105,7 @@ def main() -> None:
     register.all_commands(app)
     from infra.ops.backup import BackupError
     from infra.ops.envs import EnvError
+    from infra.ops.openstack_api import CloudError
     from infra.ops.pulumi_stack import CloudStackError
     from infra.ops.restic import ResticError
     from infra.runtime.kubernetes import DeployError
@@ -115,7 +116,7 @@ def main() -> None:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except (StackError, PodmanError, StateError, BackupError, ResticError, DeployError,
-            EnvError, CloudStackError) as exc:
+            EnvError, CloudStackError, CloudError) as exc:
         for line in str(exc).splitlines():
             console.print(f"[red]error[/red]: {line}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -45,10 +45,10 @@ def inventory_path(stack: str) -> Path:
     return state_root() / "hosts" / stack / "inventory.yml"
 
 
-def _build(stack: str, outputs: Path | None, hosts: Path | None) -> Path:
+def _build(stack: str, outputs: Path | None, hosts: Path | None, from_cloud: bool = False) -> Path:
     from infra.hosts import build_inventory
 
-    inv = build_inventory(load_stack(stack), outputs=outputs, hosts=hosts)
+    inv = build_inventory(load_stack(stack), outputs=outputs, hosts=hosts, from_cloud=from_cloud)
     return inv.write(inventory_path(stack))
 
 
@@ -57,9 +57,11 @@ def inventory(
     outputs: Path | None = OutputsOpt,
     hosts: Path | None = HostsOpt,
     print_: bool = typer.Option(False, "--print", help="print the inventory instead of the path"),
+    from_cloud: bool = typer.Option(False, "--from-cloud", help="read the hosts from the cloud (servers tagged "
+                                    "with the stack) instead of Pulumi's outputs"),
 ) -> None:
     """Build the Ansible inventory of the stack (groups bastion, control_plane, workers; SSH via the bastion)."""
-    path = _build(stack, outputs, hosts)
+    path = _build(stack, outputs, hosts, from_cloud)
     if print_:
         sys.stdout.write(path.read_text(encoding="utf-8"))
     else:

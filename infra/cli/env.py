@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 
 import typer
@@ -110,6 +111,41 @@ def gc(dry_run: bool = typer.Option(False, "--dry-run")) -> None:
         with progress(f"destroy {rec.name}") as say:
             envs.destroy(rec.name, say)
         out.print(f"destroyed expired environment {rec.name}")
+
+
+@env_app.command("sweep")
+def sweep_cmd(stack: str = typer.Option(..., "--stack", "-s", help="the stack whose cloud resources to delete"),
+              dry_run: bool = typer.Option(False, "--dry-run", help="list what would be deleted, delete nothing"),
+              cloud: str | None = typer.Option(None, "--cloud", help="clouds.yaml entry (default: the stack's)"),
+              timeout: float = typer.Option(300.0, "--timeout", help="seconds to keep retrying what the cloud refuses"),
+              as_json: bool = JsonOpt) -> None:
+    """Delete everything on the cloud tagged with the stack, in dependency order (orphans of a lost teardown)."""
+    from infra.model import StackError, list_stacks, load_stack
+    from infra.ops.openstack_api import connect
+    from infra.ops.sweep import sweep
+
+    try:
+        model = load_stack(stack)
+    except StackError:
+        model = None  # an environment whose stack file is gone: its resources may still be on the cloud
+    if model is None and cloud is None:
+        cloud = os.environ.get("OS_CLOUD", "govcloud")
+    conn = connect(model, cloud=cloud)
+    with progress(f"sweep {stack}") as say:
+        report = sweep(conn, stack, say, dry_run=dry_run, timeout_s=timeout, other_stacks=list_stacks())
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        table = Table(title=f"sweep of stack {stack}" + (" (dry run)" if dry_run else ""))
+        for col in ("kind", "name", "id", "outcome"):
+            table.add_column(col)
+        for f in report.found:
+            outcome = ("would delete" if dry_run else
+                       f"[red]left: {report.failed[f]}[/]" if f in report.failed else "deleted")
+            table.add_row(f.kind, f.name, f.id, outcome)
+        out.print(table if report.found else f"nothing on the cloud is tagged with stack {stack}")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,13 +20,19 @@ _STYLE = {"ok": "green", "degraded": "yellow", "down": "red"}
 
 
 def health(stack: str = StackOpt, as_json: bool = JsonOpt,
-           journey: bool = typer.Option(True, "--journey/--no-journey", help="run the citizen journey")) -> None:
+           journey: bool = typer.Option(True, "--journey/--no-journey", help="run the citizen journey"),
+           layer: list[str] = typer.Option([], "--layer", "-l", help="only this layer (repeatable): "
+                                           "cloud, components, backups, certificates, journey")) -> None:
     """Every layer's health; exit 0 healthy, 1 degraded, 2 down."""
+    from infra.ops.health import LAYERS, exit_code, overall, run_health
     from infra.ops.health import as_json as to_json
-    from infra.ops.health import exit_code, overall, run_health
 
+    unknown = sorted(set(layer) - set(LAYERS))
+    if unknown:
+        raise typer.BadParameter(f"unknown layer {', '.join(unknown)} (known: {', '.join(LAYERS)})",
+                                 param_hint="--layer")
     model = load_stack(stack)
-    checks = run_health(model, runtime_for(model), journey=journey)
+    checks = run_health(model, runtime_for(model), journey=journey, only=set(layer) or None)
     if as_json:
         out.print_json(json.dumps(to_json(model, checks)))
     else:

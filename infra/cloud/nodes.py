@@ -44,6 +44,28 @@ def pool_specs(model: StackModel) -> list[PoolSpec]:
     return specs
 
 
+def host_names(tagger: Tagger, spec: PoolSpec) -> list[str]:
+    """``govcloud-<stack>-<pool>-<n>``: the names of a pool's servers, ports and boot volumes."""
+    return [tagger.name(spec.name, str(i)) for i in range(1, spec.count + 1)]
+
+
+def host_component(spec: PoolSpec) -> str:
+    return "bastion" if spec.role == "bastion" else COMPONENT
+
+
+def host_labels(tagger: Tagger, model: StackModel, spec: PoolSpec) -> dict[str, str]:
+    """Metadata of a host's server and boot volume: the stack's marks plus what the inventory groups by."""
+    return tagger.metadata(
+        host_component(spec),
+        **{
+            "govcloud-role": spec.role,
+            "govcloud-pool": spec.name,
+            "govcloud-tier": spec.subnet,
+            "kubernetes-version": model.cluster.kubernetes_version,
+        },
+    )
+
+
 @dataclass
 class Host:
     name: str
@@ -103,7 +125,7 @@ class HostGroup(pulumi.ComponentResource):
     ) -> None:
         super().__init__("govcloud:cloud:HostGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        component = "bastion" if spec.role == "bastion" else COMPONENT
+        component = host_component(spec)
         self.spec = spec
         self.server_group = openstack.compute.ServerGroup(
             f"{spec.name}-group",
@@ -115,17 +137,8 @@ class HostGroup(pulumi.ComponentResource):
         image_id = lookups.image(model.cluster.image)
         flavor_id = lookups.flavor(spec.flavor)
         self.hosts: list[Host] = []
-        for index in range(1, spec.count + 1):
-            host = tagger.name(spec.name, str(index))
-            labels = tagger.metadata(
-                component,
-                **{
-                    "govcloud-role": spec.role,
-                    "govcloud-pool": spec.name,
-                    "govcloud-tier": spec.subnet,
-                    "kubernetes-version": model.cluster.kubernetes_version,
-                },
-            )
+        for index, host in enumerate(host_names(tagger, spec), 1):
+            labels = host_labels(tagger, model, spec)
             port = openstack.networking.Port(
                 f"{spec.name}-{index}-port",
                 name=host,

@@ -1,24 +1,14 @@
-"""Swift containers for backups: one versioned container per enabled component (from the contract)."""
+"""Swift containers for backups: the stack's restic repository and its etcd snapshots (``backup_containers``)."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_openstack as openstack
 
-from infra import contract
-from infra.cloud.tags import Tagger
+from infra.cloud.tags import ETCD, Tagger, backup_containers
 from infra.model import StackModel
 
 COMPONENT = "storage"
-
-
-def backup_components(model: StackModel) -> list[str]:
-    """Enabled components of the stack, in the contract's start order."""
-    return [name for name in contract.load_components() if model.enabled(name)]
-
-
-def container_name(tagger: Tagger, component: str) -> str:
-    return tagger.name("backup", component)
 
 
 class BackupContainers(pulumi.ComponentResource):
@@ -27,13 +17,15 @@ class BackupContainers(pulumi.ComponentResource):
     ) -> None:
         super().__init__("govcloud:cloud:BackupContainers", name, None, opts)
         self.containers: dict[str, openstack.objectstorage.Container] = {}
-        for component in backup_components(model):
-            self.containers[component] = openstack.objectstorage.Container(
-                f"backup-{component}",
-                name=container_name(tagger, component),
-                versioning=True,
+        for key, container in backup_containers(tagger).items():
+            self.containers[key] = openstack.objectstorage.Container(
+                f"backup-{key}",
+                name=container,
+                # etcd snapshots are plain objects: Swift versioning keeps overwritten ones; restic keeps
+                # its own snapshots and never overwrites a pack, so versioning would only cost space there
+                versioning=key == ETCD,
                 region=model.cloud.region,
-                metadata=tagger.metadata(COMPONENT, **{"govcloud-backup-of": component}),
+                metadata=tagger.metadata(COMPONENT, **{"govcloud-backup-of": key}),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.names: dict[str, pulumi.Output[str]] = {k: c.name for k, c in self.containers.items()}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from infra.model import StackModel
 
 CREATED_BY = "pulumi-govcloud"
+RESTIC, ETCD = "restic", "etcd"
 DEFAULT_OWNER = "govcloud-platform"
 PREFIX = "govcloud"
 
@@ -53,3 +54,11 @@ class Tagger:
 
     def describe(self, component: str, text: str) -> str:
         return f"{text} [{self.marker(component)}]"
+
+
+def backup_containers(tagger: Tagger) -> dict[str, str]:
+    """The Swift containers of a stack's backups: the restic repository (every database) and etcd snapshots.
+
+    The Pulumi program creates them, restic and the etcd role write to them, the sweep deletes them.
+    """
+    return {RESTIC: tagger.name("backups"), ETCD: tagger.name("backup", ETCD)}

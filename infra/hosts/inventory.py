@@ -114,16 +114,23 @@ class Inventory:
         return path
 
 
-def build_inventory(model: StackModel, *, outputs: Path | None = None, hosts: Path | None = None) -> Inventory:
-    """From a hosts file, a saved outputs file, or (neither given) the Pulumi CLI."""
-    if outputs is not None and hosts is not None:
-        from infra.model import StackError
+def build_inventory(model: StackModel, *, outputs: Path | None = None, hosts: Path | None = None,
+                    from_cloud: bool = False) -> Inventory:
+    """From a hosts file, a saved outputs file, the cloud's tagged servers, or (none given) the Pulumi CLI."""
+    from infra.model import StackError
 
+    if sum((outputs is not None, hosts is not None, from_cloud)) > 1:
         raise StackError([
-            "give either --outputs FILE (Pulumi-provisioned) or --hosts FILE (handed-over VMs), not both"
+            "give one of --outputs FILE (Pulumi-provisioned), --hosts FILE (handed-over VMs) or --from-cloud"
         ])
     if hosts is not None:
         fleet = load_hosts_file(hosts)
+        check_against_model(fleet, model)
+    elif from_cloud:
+        from infra.hosts.cloud_fleet import fleet_from_cloud
+        from infra.ops.openstack_api import connect
+
+        fleet = fleet_from_cloud(model, connect(model))
         check_against_model(fleet, model)
     else:
         out = load_outputs(outputs, model.name) if outputs is not None else outputs_from_pulumi(model.name)

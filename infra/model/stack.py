@@ -150,6 +150,10 @@ class BackupPolicy(Model):
     schedule: str = "0 2 * * *"
     max_age_hours: int = Field(default=26, ge=1, le=24 * 31, description="older than this, health says degraded")
     retention: Retention = Retention()
+    repository: Literal["auto", "local", "swift"] = Field(
+        default="auto",
+        description="where restic keeps the backups: auto = a local directory on the local target, Swift on clouds",
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from infra.contract import load_components
-from infra.model import StackError, load_stack, state_root
+from infra.model import StackError, StackModel, load_stack, state_root
 from infra.model.loader import config_values, list_stacks, stack_file
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -156,6 +156,10 @@ def destroy(name: str, say: Any) -> list[str]:
         from infra.ops.pulumi_stack import destroy_cloud_stack
 
         removed += destroy_cloud_stack(model, say)
+    from infra.ops.repository import uses_swift
+
+    if rec.target != "local" or uses_swift(model):
+        removed += _sweep_cloud(model, say)
     from infra.state import StackState
 
     state = StackState(name)
@@ -165,6 +169,19 @@ def destroy(name: str, say: Any) -> list[str]:
     stack_file(name).unlink()  # last: until here, `govcloud env destroy NAME` can finish the job
     _record_path(name).unlink(missing_ok=True)
     return removed
+
+
+def _sweep_cloud(model: StackModel, say: Any) -> list[str]:
+    """What Pulumi did not delete (a non-empty backup container, resources of a lost state) goes by its tags."""
+    from infra.ops.openstack_api import connect
+    from infra.ops.sweep import sweep
+
+    report = sweep(connect(model), model.name, say, other_stacks=list_stacks())
+    if report.failed:
+        left = "; ".join(f"{f.kind} {f.name}: {why}" for f, why in report.failed.items())
+        raise EnvError(f"environment {model.name}: still on the cloud: {left} "
+                       f"(run 'govcloud env destroy {model.name}' again to retry)")
+    return [f"cloud/{f.kind}/{f.name}" for f in report.deleted]
 
 
 def expired(now: datetime | None = None) -> list[EnvRecord]:

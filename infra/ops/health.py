@@ -35,13 +35,14 @@ def components_layer(runtime: Runtime) -> list[Check]:
 
 def backups_layer(model: StackModel) -> list[Check]:
     from infra.ops.backup import latest, plan
+    from infra.ops.openstack_api import CloudError
     from infra.ops.repository import open_repository
     from infra.ops.restic import ResticError
 
     try:
         repo = open_repository(model)
         newest = latest(repo, model) if repo.exists() else {}
-    except ResticError as exc:
+    except (ResticError, CloudError) as exc:
         return [Check("backups", "repository", DEGRADED, str(exc))]
     checks = []
     limit_h = model.backup.max_age_hours
@@ -59,15 +60,33 @@ def backups_layer(model: StackModel) -> list[Check]:
 Layer = Callable[[], list[Check]]
 
 
-def run_health(model: StackModel, runtime: Runtime, journey: bool = True) -> list[Check]:
-    checks = components_layer(runtime)
-    checks += backups_layer(model)
+def run_health(model: StackModel, runtime: Runtime, journey: bool = True, only: set[str] | None = None) -> list[Check]:
+    """Every layer that exists for the stack (``only``: just these layers), the cloud first on cloud stacks."""
+
+    def wanted(layer: str) -> bool:
+        return only is None or layer in only
+
+    checks: list[Check] = []
+    if model.target == "openstack" and wanted("cloud"):
+        from infra.ops.cloud_health import cloud_layer
+
+        checks += cloud_layer(model)
+    if wanted("components"):
+        try:
+            checks += components_layer(runtime)
+        except Exception as exc:  # no cluster yet, kubeconfig missing, podman gone: the layer is down
+            checks.append(Check("components", "runtime", DOWN, f"{type(exc).__name__}: {exc}"))
+    if wanted("backups"):
+        checks += backups_layer(model)
     from infra.ops import extra_layers
 
-    for layer in extra_layers.layers(model, runtime, journey=journey and all(c.status == OK for c in checks
-                                                                           if c.layer == "components")):
-        checks += layer()
+    components_ok = all(c.status == OK for c in checks if c.layer == "components")
+    for layer in extra_layers.layers(model, runtime, journey=journey and components_ok and wanted("journey")):
+        checks += [c for c in layer() if wanted(c.layer)]
     return checks
+
+
+LAYERS = ("cloud", "components", "backups", "certificates", "journey")
 
 
 def overall(checks: list[Check]) -> str:

@@ -413,6 +413,9 @@ osapi_compute_listen = 127.0.0.1
 osapi_compute_listen_port = 8774
 osapi_compute_workers = 1
 log_dir = $LOGS
+# a loaded 2-core CI machine can delay nova-compute's heartbeat past the 60 s default, and the scheduler
+# then sees no host (NoValidHost, "ComputeFilter returned 0 hosts"); a dead compute is caught by up.sh
+service_down_time = 600
 [wsgi]
 api_paste_config = /etc/nova/api-paste.ini
 [api]

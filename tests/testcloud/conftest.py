@@ -108,3 +108,11 @@ def cleanup() -> Iterator[list[Callable[[], object]]]:
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stack files and state of the tests' throwaway stacks go to CI's state dir, or a temporary one."""
+    if "GOVCLOUD_STATE_DIR" not in os.environ:
+        os.environ["GOVCLOUD_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    Path(os.environ["GOVCLOUD_STATE_DIR"]).mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def test_resource_counts_follow_the_model(openstack_stack: str, built) -> None:
         "Pool": 2,
         "Monitor": 2,
         "Member": nodes,
-        "Container": len([c for c in b.registry if m.enabled(c)]),
+        "Container": 2,  # the restic repository and etcd snapshots
         "Zone": 0,
         "RecordSet": 0,
     }
@@ -91,8 +91,10 @@ def test_outputs_shape(openstack_stack: str, built) -> None:
     assert IPv4Address(api["vip"]) in halves[1] and IPv4Address(ingress["vip"]) in halves[0]
     assert out["kubernetes"]["api_endpoint"] == f"https://{api['vip']}:6443"
     assert out["kubernetes"]["version"] == m.cluster.kubernetes_version
-    assert set(out["backup_containers"]) == {c for c in b.registry if m.enabled(c)}
-    assert all(name.startswith(f"govcloud-{m.name}-backup-") for name in out["backup_containers"].values())
+    assert out["backup_containers"] == {"restic": f"govcloud-{m.name}-backups", "etcd": f"govcloud-{m.name}-backup-etcd"}
+    from infra.ops.repository import repository_url
+
+    assert repository_url(m) == f"swift:{out['backup_containers']['restic']}:/restic"  # what backups write to
     cidrs = {k: IPv4Network(v["cidr"]) for k, v in out["networks"].items()}
     assert {cidrs[t] for t in ("app", "data", "mgmt")} == {m.network.app, m.network.data, m.network.mgmt}
     assert {cidrs["dmz-public"], cidrs["dmz-internal"]} == set(halves)
