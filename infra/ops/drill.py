@@ -12,6 +12,11 @@ podman secrets, and is torn down afterwards (also on failure or Ctrl-C) with a p
 Steps and clock: RTO runs from the start (before the drill stack exists) until the drill stack is healthy and
 verified; RPO is the age of the oldest snapshot restored. The drill stack is an ephemeral environment
 (``infra.ops.envs``) with a short TTL, so ``govcloud env gc`` removes it if the drill itself is killed.
+
+Addresses stored in data: the components take each other's URLs from their environment (the drill stack's),
+except the bus registry, which stores its member systems' base URLs; the bus bootstrap rewrites them to the drill
+stack's body systems before the bus is ready and payment (its only sender here) starts after it, but a stored
+address that no bootstrap rewrites would make the drill call the live stack: keep addresses out of data.
 """
 
 from __future__ import annotations
