@@ -39,7 +39,8 @@ def timed(*args: str, env: dict[str, str] | None = None, ns: str | None = None) 
 
 
 def main() -> None:
-    os.environ.setdefault("GOVCLOUD_STATE_DIR", tempfile.mkdtemp(prefix="bench-bundle-"))
+    if "GOVCLOUD_STATE_DIR" not in os.environ:
+        os.environ["GOVCLOUD_STATE_DIR"] = tempfile.mkdtemp(prefix="bench-bundle-state-")
     from tests.integration.conftest import make_stack
     from tests.integration.test_bundle import isolate, outbound_attempts
 

@@ -12,6 +12,11 @@ podman secrets, and is torn down afterwards (also on failure or Ctrl-C) with a p
 Steps and clock: RTO runs from the start (before the drill stack exists) until the drill stack is healthy and
 verified; RPO is the age of the oldest snapshot restored. The drill stack is an ephemeral environment
 (``infra.ops.envs``) with a short TTL, so ``govcloud env gc`` removes it if the drill itself is killed.
+
+Addresses stored in data: the components take each other's URLs from their environment (the drill stack's),
+except the bus registry, which stores its member systems' base URLs; the bus bootstrap rewrites them to the drill
+stack's body systems before the bus is ready and payment (its only sender here) starts after it, but a stored
+address that no bootstrap rewrites would make the drill call the live stack: keep addresses out of data.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from infra.manifests.workloads import stack_components
 from infra.model import StackModel, load_stack
 from infra.ops import envs
 from infra.ops.backup import PG_TOOL, BackupError, Item, latest, plan
-from infra.ops.health import DOWN, Check, components_layer, overall
+from infra.ops.health import DOWN, Check, overall, run_health
 from infra.ops.repository import open_existing
 from infra.ops.restic import Restic, ResticError, Snapshot
 from infra.ops.restore import DrillResult, _pipe_snapshot, compare_facts
@@ -200,12 +205,7 @@ def _verify_hooks(repo: Restic, runtime: Runtime, chosen: list[Chosen], clock: _
 def _health(model: StackModel, runtime: Runtime) -> list[Check]:
     """The drill stack's health layers: components, certificates, the citizen journey (when the stack has every
     component it needs). The backups layer is left out: a throwaway stack has no backups of its own by design."""
-    from infra.ops import extra_layers
-
-    checks = components_layer(runtime)
-    for layer in extra_layers.layers(model, runtime, journey=all(c.status != DOWN for c in checks)):
-        checks += layer()
-    return checks
+    return run_health(model, runtime, only={"components", "certificates", "journey"})
 
 
 def restore_fresh(live: StackModel, name: str, say: Progress, snapshot: str | None = None, only: str | None = None,

@@ -80,11 +80,7 @@ def open_existing(model: StackModel) -> Restic:
     hint = f"run `govcloud backup -s {model.name}` first"
     if not password:
         raise ResticError(f"stack {model.name} has never been backed up (no repository password in its state): {hint}")
-    extra: dict[str, str] = {}
-    if model.target != "local":
-        from infra.ops.cloud_credentials import restic_env
-
-        extra = restic_env(model)
+    extra = _swift_env(model, create=False) if uses_swift(model) else {}
     repo = Restic(repository_url(model), password, extra)
     if not repo.exists():
         raise ResticError(f"stack {model.name}: no backup repository at {repo.repository}: {hint}")

@@ -31,8 +31,8 @@ fi
 # shellcheck disable=SC1091
 source "$TC/secrets.env"
 RABBIT_URL="rabbit://openstack:$RABBIT_PASS@127.0.0.1:5672/"
-SETUP="/usr/bin/python3 $HERE/setup_cloud.py"
-export TC ADMIN_PASS SERVICE_PASS   # setup_cloud.py reads them from the environment, never argv
+# setup_cloud.py reads the passwords from its environment (not argv; not exported to the daemons)
+setup_cloud() { ADMIN_PASS=$ADMIN_PASS SERVICE_PASS=$SERVICE_PASS /usr/bin/python3 "$HERE/setup_cloud.py" "$@"; }
 
 # --- MariaDB: own datadir and socket in the state dir, fsync off (throw-away data) --------------
 mariadb_up() {
@@ -144,7 +144,7 @@ C
   [ -e "$TC/keystone/credential-keys/0" ] || once keystone-credential "$v" $km credential_setup --keystone-user keystone --keystone-group keystone
   once keystone-db-sync "$v" $km db_sync
   # bootstrap reads the admin password from the environment (OS_BOOTSTRAP_PASSWORD), not argv
-  once keystone-bootstrap "$v" env OS_BOOTSTRAP_PASSWORD="$ADMIN_PASS" $km bootstrap \
+  OS_BOOTSTRAP_PASSWORD=$ADMIN_PASS once keystone-bootstrap "$v" $km bootstrap \
     --bootstrap-username admin --bootstrap-project-name admin --bootstrap-role-name admin \
     --bootstrap-service-name keystone --bootstrap-region-id "$REGION" \
     --bootstrap-admin-url "$KS/v3" --bootstrap-public-url "$KS/v3" --bootstrap-internal-url "$KS/v3"
@@ -155,7 +155,7 @@ C
 }
 
 # register NAME:TYPE:URL...: service user (admin + service roles in project service), service, endpoints
-register() { once "register-${1%%:*}" "$1" $SETUP register "$1"; }
+register() { once "register-${1%%:*}" "$1" setup_cloud register "$1"; }
 
 # --- Swift: proxy :8080 + account/container/object on 127.0.0.1, one replica, keystoneauth + s3api
 swift_up() {
@@ -499,5 +499,5 @@ up neutron-server 120 http_ok http://127.0.0.1:9696/
 up nova-api 120 http_ok http://127.0.0.1:8774/
 # a compute host in the cell (the scheduler discovers it every 2 s), a tiny image, flavors,
 # the external network 'public', roomy quotas for admin
-$SETUP resources >>"$LOGS/setup.log" 2>&1 || { tail -20 "$LOGS/setup.log" >&2; die "setup_cloud.py resources failed (log: $LOGS/setup.log)"; }
+setup_cloud resources >>"$LOGS/setup.log" 2>&1 || { tail -20 "$LOGS/setup.log" >&2; die "setup_cloud.py resources failed (log: $LOGS/setup.log)"; }
 log "test cloud up in $(( $(date +%s) - T0 ))s; clouds.yaml: $TC/clouds.yaml (cloud testcloud), openrc: $TC/openrc"

@@ -58,3 +58,5 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     if "GOVCLOUD_STATE_DIR" not in os.environ:
         os.environ["GOVCLOUD_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
     Path(os.environ["GOVCLOUD_STATE_DIR"]).mkdir(parents=True, exist_ok=True)
+    # test stacks' restic repositories stay with their state, not in the user's ~/.local/share/govcloud/backups
+    os.environ.setdefault("GOVCLOUD_BACKUP_DIR", str(Path(os.environ["GOVCLOUD_STATE_DIR"]) / "backups"))

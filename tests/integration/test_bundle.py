@@ -205,7 +205,11 @@ def test_mirror_debian_archives_pass_apts_signature_and_hash_checks(tmp_path: Pa
     placed = apt_layout(bundle, {"runc": {"file": f"debs/{deb.name}"}}, dest)
     assert placed.unplaced == [] and placed.placed[deb.name]
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(dest))
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(dest))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -21,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from infra.cli import payments
@@ -141,6 +142,9 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, *args: str,
         (state / "ci" / "secrets.json").write_text(json.dumps({"payment": {"admin-token": token}}))
     monkeypatch.setenv("GOVCLOUD_STATE_DIR", str(state))
     monkeypatch.setattr(payments, "runtime_for", lambda model: FakeRuntime(url))
+    # wide consoles: ids are not folded whatever terminal (or none, under xdist) the tests run in
+    monkeypatch.setattr(payments, "out", Console(width=250))
+    monkeypatch.setattr(payments, "console", Console(stderr=True, width=250))
     app = typer.Typer()
     payments.register(app)
 
