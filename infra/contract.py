@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infra.model.errors import StackError, from_validation
+from infra.model.stack import Resources
 
 COMPONENTS_DIR = Path(__file__).resolve().parents[1] / "components"
 
@@ -63,6 +64,8 @@ class ComponentSpec(_Spec):
     public: bool = False
     bootstrap: list[str] | None = None
     backup: Backup | None = None
+    resources: Resources | None = Field(
+        default=None, description="what one replica needs (default 250m/256Mi); a stack's components.<name>.resources wins")
 
     @model_validator(mode="after")
     def _probe_port(self) -> ComponentSpec:

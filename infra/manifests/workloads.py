@@ -122,6 +122,8 @@ def deployment(model: StackModel, spec: ComponentSpec, image: str) -> Doc:
     settings = model.settings_for(spec.name)
     name = names.workload(model, spec.name)
     labels = names.labels(model, spec.name)
+    stack_sets_it = "resources" in settings.model_fields_set
+    res = settings.resources if stack_sets_it or spec.resources is None else spec.resources
     volumes: list[Doc] = [{"name": f"{name}-tmp", "emptyDir": {}}]
     mounts: list[Doc] = [{"name": f"{name}-tmp", "mountPath": "/tmp"}]
     for vol, path in spec.volumes.items():
@@ -135,8 +137,8 @@ def deployment(model: StackModel, spec: ComponentSpec, image: str) -> Doc:
         "env": environment(model, spec),
         "volumeMounts": mounts,
         "resources": {
-            "requests": {"cpu": settings.resources.cpu, "memory": settings.resources.memory},
-            "limits": {"cpu": _cpu_limit(settings.resources.cpu), "memory": settings.resources.memory},
+            "requests": {"cpu": res.cpu, "memory": res.memory},
+            "limits": {"cpu": _cpu_limit(res.cpu), "memory": res.memory},
         },
         "securityContext": {
             "runAsNonRoot": True,

@@ -26,6 +26,11 @@ def describe(exc: BaseException, cloud: str) -> str:
     from keystoneauth1 import exceptions as ks
     from openstack import exceptions as sdk
 
+    cause: BaseException | None = exc  # the sdk wraps keystoneauth's failures (authorize() -> SDKException)
+    while cause is not None and not isinstance(cause, ks.ClientException):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None and exc is not cause and not isinstance(exc, sdk.HttpException):
+        exc = cause
     if isinstance(exc, ks.Unauthorized) or (isinstance(exc, sdk.HttpException) and exc.status_code == 401):
         return f"cloud {cloud!r}: Keystone refused the credentials (HTTP 401): fix the entry in clouds.yaml"
     if isinstance(exc, ks.ConnectFailure | ks.ConnectTimeout | ks.DiscoveryFailure):
@@ -57,7 +62,8 @@ def connect(model: StackModel | None = None, *, cloud: str | None = None, region
     """Authenticate now (so bad credentials fail here, once) and return the connection."""
     import openstack
 
-    logging.getLogger("openstack").setLevel(logging.CRITICAL)  # the sdk logs tracebacks we turn into lines
+    for noisy in ("openstack", "keystoneauth"):  # they log tracebacks and retries we turn into one line
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     name = cloud or (model.cloud.cloud if model else "govcloud")
     region = region or (model.cloud.region if model else None)
     with cloud_errors(name):

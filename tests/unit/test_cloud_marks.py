@@ -57,3 +57,13 @@ def test_cloud_failures_become_one_line(exc: Exception, words: str) -> None:
     assert words in line and "\n" not in line and line.startswith("cloud 'testcloud': ")
     with pytest.raises(CloudError, match="testcloud"), cloud_errors("testcloud"):
         raise exc
+
+
+def test_the_sdk_wrapping_a_keystone_failure_is_still_named() -> None:
+    try:
+        try:
+            raise ks.Unauthorized("The request you have made requires authentication. (HTTP 401)")
+        except ks.Unauthorized as inner:
+            raise sdk.SDKException("The request you have made requires authentication.") from inner
+    except sdk.SDKException as exc:
+        assert "refused the credentials" in describe(exc, "testcloud")

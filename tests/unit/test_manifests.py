@@ -82,3 +82,19 @@ def test_database_consumers_get_libpq_env_by_reference() -> None:
 def test_render_output_has_no_yaml_aliases() -> None:
     text = yaml.safe_dump_all(render_stack(load_stack("prod")))
     assert "&id" not in text and "*id" not in text
+
+
+def test_a_component_states_what_it_needs_and_a_stack_may_override_it() -> None:
+    from infra.manifests.workloads import deployment
+    from infra.model.stack import ComponentSettings
+
+    def memory_limit(model: object) -> str:
+        doc = deployment(model, portal, "img")  # type: ignore[arg-type]
+        return doc["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+
+    portal = load_components()["portal"]
+    assert portal.resources is not None
+    local = load_stack("local")
+    assert memory_limit(local) == portal.resources.memory  # the contract's figure, not the stack-wide default
+    mine = ComponentSettings.model_validate({"resources": {"cpu": "1", "memory": "1Gi"}})
+    assert memory_limit(local.model_copy(update={"components": {**local.components, "portal": mine}})) == "1Gi"
