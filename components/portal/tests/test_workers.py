@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def served(seeded_dsn: str) -> Iterator[str]:
+def served(seeded_dsn: str) -> Iterator[tuple[str, datetime]]:
+    """The served portal's base URL, and when it started (its workers' connections are newer)."""
+    with psycopg.connect(seeded_dsn) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        started: datetime = row[0]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,7 +49,7 @@ def served(seeded_dsn: str) -> Iterator[str]:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "portal did not become ready"
             time.sleep(0.2)
-        yield base
+        yield base, started
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -54,16 +60,19 @@ def _search_count(metrics: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def test_two_workers_share_the_metrics_and_follow_the_catalog(served: str, seeded_dsn: str) -> None:
+def test_two_workers_share_the_metrics_and_follow_the_catalog(served: tuple[str, datetime], seeded_dsn: str) -> None:
+    base, started = served
     deadline = time.monotonic() + 60
     with psycopg.connect(seeded_dsn, autocommit=True) as conn:
         while True:  # each worker listens for catalog changes (readiness came from whichever answered first)
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN portal_catalog'").fetchone()
+            # only this server's workers: other tests' apps on the same PostgreSQL may listen too
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN portal_catalog' "
+                               "AND datname = current_database() AND backend_start >= %s", (started,)).fetchone()
             if row is not None and row[0] == 2:
                 break
             assert time.monotonic() < deadline, row
             time.sleep(0.2)
-    with httpx.Client(base_url=served, timeout=10) as client:  # new connections: both workers answer some
+    with httpx.Client(base_url=base, timeout=10) as client:  # new connections: both workers answer some
         for _ in range(40):
             assert client.get("/api/services", params={"q": "passport"}, headers={"Connection": "close"}).json()[
                 "total"] > 0
