@@ -9,7 +9,7 @@ from govcloud_common import logs
 from govcloud_common.settings import Settings
 
 from bus.app import Bus, BusConfig, admin_app, ensure_certificate
-from bus.tlsserver import install_handshake_alerts, mtls_server, plain_server, server_context
+from bus.tlsserver import install_handshake_alerts, mtls_server, plain_server
 
 log = logging.getLogger("bus")
 
@@ -21,8 +21,7 @@ async def run() -> None:
     await bus.start()
     bind = Settings.from_env().bind
     admin = plain_server(admin_app(bus), bind, Settings.port("http", 18070))
-    members = mtls_server(bus.router, bind, Settings.port("mtls", 18071),
-                          server_context(cfg.tls_cert, cfg.tls_key, cfg.ca_bundle))
+    members = mtls_server(bus.router, bind, Settings.port("mtls", 18071), bus.server_context())
     try:
         await asyncio.gather(admin.serve(), members.serve())
     finally:

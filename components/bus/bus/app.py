@@ -8,6 +8,7 @@ import hmac
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,8 +17,10 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from govcloud_common.own_certificate import OwnCertificate
 from govcloud_common.service import create_app
 from psycopg_pool import AsyncConnectionPool
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
@@ -53,6 +56,7 @@ class BusConfig:
     registry_refresh: float = 5.0  # other replicas' admin changes (and revoked rights) apply within this
     ack_wait: float = 60.0  # > the longest service timeout: an unacknowledged delivery is retried after this
     seal_interval: float = 300.0
+    cert_check: float = 3600.0  # the own certificate is renewed when due (a third of its life left); checked this often
 
     @classmethod
     def from_env(cls) -> BusConfig:
@@ -72,31 +76,25 @@ class BusConfig:
             revocation=setting("revocation", "require") != "off",
             max_attempts=int(setting("max_attempts", "5")),
             seal_interval=float(setting("seal_interval", "300")),
+            cert_check=float(setting("cert_check_s", "3600")),
         )
 
 
-def ensure_certificate(cfg: BusConfig) -> str:
-    """Obtain the bus's own tls-server certificate from the platform CA when it has none yet.
-
-    Needs ``GOVCLOUD_SECRET_CA_TOKEN`` (a CA token allowed to issue tls-server certificates) and
-    ``GOVCLOUD_URL_CA``; names from the ``tls_names`` setting (default ``bus.<domain>,localhost``).
-    The issuing chain written beside it (chain.pem) is the trust anchor for bus-client certificates.
-    """
-    if Path(cfg.tls_cert).exists() and Path(cfg.tls_key).exists() and Path(cfg.ca_bundle).exists():
-        return "present"
-    token = os.environ.get("GOVCLOUD_SECRET_CA_TOKEN")
-    if not token or not cfg.ca_url:
-        raise RuntimeError(f"no certificate at {cfg.tls_cert} and no CA to ask (GOVCLOUD_SECRET_CA_TOKEN and "
-                           "GOVCLOUD_URL_CA are needed to obtain one)")
-    from govcloud_common.ca_client import request_certificate
+def own_certificate(cfg: BusConfig) -> OwnCertificate:
+    """The bus's tls-server certificate (also its message-log seal key), obtained from and renewed by the platform
+    CA with ``GOVCLOUD_SECRET_CA_TOKEN`` (a CA token allowed to issue tls-server certificates) and
+    ``GOVCLOUD_URL_CA``; names from the ``tls_names`` setting (default ``bus.<domain>,localhost``). The issuing chain
+    written beside it (chain.pem) is the trust anchor for bus-client certificates."""
     from govcloud_common.settings import Settings
 
     names = [n.strip() for n in Settings.setting("tls_names", f"bus.{cfg.domain},localhost").split(",") if n.strip()]
-    issued = request_certificate("tls-server", names, token=token, base_url=cfg.ca_url)
-    written = issued.write(Path(cfg.tls_cert).parent)
-    if written["cert"] != Path(cfg.tls_cert) or written["chain"] != Path(cfg.ca_bundle):
-        raise RuntimeError("tls_cert/tls_key/ca_bundle must be cert.pem/key.pem/chain.pem of one directory")
-    return f"issued serial {issued.serial}"
+    return OwnCertificate(Path(cfg.tls_cert), Path(cfg.tls_key), Path(cfg.ca_bundle), "tls-server", names, token=os.environ.get("GOVCLOUD_SECRET_CA_TOKEN"),
+                          ca_url=cfg.ca_url)
+
+
+def ensure_certificate(cfg: BusConfig) -> str:
+    """Obtain the bus's own certificate when it has none (or a mismatched pair), renew it when due."""
+    return own_certificate(cfg).ensure()
 
 
 class Bus:
@@ -124,6 +122,33 @@ class Bus:
                                  max_attempts=cfg.max_attempts, backoff=cfg.backoff, ack_wait=cfg.ack_wait)
         self._sealer: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._tls_contexts: list[ssl.SSLContext] = []
+
+    def server_context(self) -> ssl.SSLContext:
+        """The members' mTLS context; kept, so a renewed certificate reaches new handshakes."""
+        from bus.tlsserver import server_context
+
+        ctx = server_context(self.cfg.tls_cert, self.cfg.tls_key, self.cfg.ca_bundle)
+        self._tls_contexts.append(ctx)
+        return ctx
+
+    def reload_certificate(self) -> None:
+        """Serve and seal with the certificate now on disk: new handshakes present it, open connections keep
+        theirs; a changed chain adds its CAs as trust anchors (members' older certificates stay trusted)."""
+        for ctx in self._tls_contexts:
+            ctx.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+        self.msglog.signer = Signer.from_pem(Path(self.cfg.tls_key).read_bytes(), Path(self.cfg.tls_cert).read_bytes())
+        pem = Path(self.cfg.ca_bundle).read_bytes()
+        known = {c.fingerprint(hashes.SHA256()) for c in self.issuers}
+        added = [c for c in x509.load_pem_x509_certificates(pem) if c.fingerprint(hashes.SHA256()) not in known]
+        if added:
+            self.issuers.extend(added)  # the verifier holds this list
+            for ctx in self._tls_contexts:
+                ctx.load_verify_locations(cadata=pem.decode())
+        logging.getLogger("bus").info("serving the renewed certificate", extra={"fields": {
+            "serial": f"{x509.load_pem_x509_certificate(Path(self.cfg.tls_cert).read_bytes()).serial_number:x}",
+            "new_trust_anchors": len(added)}})
 
     async def start(self) -> None:
         from govcloud_common import db
@@ -136,9 +161,12 @@ class Bus:
         if self.msglog.signer is not None and self.cfg.seal_interval > 0:
             self._sealer = asyncio.create_task(self._seal_periodically(), name="msglog-seal")
         self._refresher = asyncio.create_task(self._refresh_periodically(), name="registry-refresh")
+        if self.cfg.ca_url:
+            self._renewer = asyncio.create_task(
+                own_certificate(self.cfg).keep(self.reload_certificate, self.cfg.cert_check), name="certificate-renewal")
 
     async def stop(self) -> None:
-        for task in (self._sealer, self._refresher):
+        for task in (self._sealer, self._refresher, self._renewer):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

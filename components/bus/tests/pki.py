@@ -1,10 +1,12 @@
 """A throwaway PKI for the bus tests: root + issuing CA (EC P-256), an OCSP/CRL responder over real HTTP,
-the bus's server certificate and bus-client certificates (good, expired, revoked, foreign CA, wrong profile).
+the bus's server certificate and bus-client certificates (good, expired, revoked, foreign CA, wrong profile), and
+the CA API's issuance endpoint (``POST /api/v1/certificates``, as components/ca answers it) for renewals.
 Keys exist only in a temporary directory for the session."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +74,9 @@ class Pki:
     revoked: set[int] = field(default_factory=set)
     ocsp_requests: int = 0
     files: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    token: str = "test-ca-token"                     # the CA API's bearer token (POST /api/v1/certificates)
+    lifetime: dt.timedelta = dt.timedelta(days=90)   # of certificates the CA API issues (tls-server's default)
+    issued: list[x509.Certificate] = field(default_factory=list)
 
     @property
     def ca_bundle(self) -> Path:
@@ -106,6 +111,23 @@ class Pki:
         key_file.chmod(0o600)
         self.files[name] = (crt, key_file)
         return crt, key_file
+
+    def sign_csr(self, doc: dict[str, object]) -> dict[str, object]:
+        """The CA API's answer to ``{"profile": "tls-server", "csr": PEM}``: signed by the issuing CA."""
+        csr = x509.load_pem_x509_csr(str(doc["csr"]).encode())
+        now = dt.datetime.now(dt.UTC)
+        b = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.issuing.cert.subject)
+             .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + self.lifetime)
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+             .add_extension(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+                            critical=False))
+        cert = b.sign(self.issuing.key, hashes.SHA256())
+        self.issued.append(cert)
+        return {"certificate": _pem(cert).decode(), "chain": [_pem(self.issuing.cert).decode(),
+                                                              _pem(self.root.cert).decode()],
+                "serial": f"{cert.serial_number:x}"}
 
     def serial(self, name: str) -> int:
         return x509.load_pem_x509_certificates(self.files[name][0].read_bytes())[0].serial_number
@@ -161,7 +183,17 @@ def build_pki(directory: Path) -> tuple[Pki, ThreadingHTTPServer]:
 
         def do_POST(self) -> None:
             data = self.rfile.read(int(self.headers.get("content-length", "0")))
-            if self.path == "/ocsp" and not getattr(holder["pki"], "ocsp_down", False):
+            if self.path == "/api/v1/certificates":
+                if self.headers.get("authorization") != f"Bearer {holder['pki'].token}":
+                    self.send_error(401)
+                    return
+                body = json.dumps(holder["pki"].sign_csr(json.loads(data))).encode()
+                self.send_response(201)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/ocsp" and not getattr(holder["pki"], "ocsp_down", False):
                 self._reply(holder["pki"].ocsp(data), "application/ocsp-response")
             else:
                 self.send_error(503)

@@ -38,7 +38,7 @@ async def test_seed_samples_is_skipped_without_bodysystems(monkeypatch, pg_dsn: 
 async def test_own_certificate_present_or_a_clear_error(pki, tmp_path) -> None:
     crt, key = pki.files["bus"]
     present = BusConfig(admin_token="x", tls_cert=str(crt), tls_key=str(key), ca_bundle=str(pki.ca_bundle))
-    assert ensure_certificate(present) == "present"
+    assert ensure_certificate(present).startswith("present: serial")
     missing = BusConfig(admin_token="x", tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"),
                         ca_bundle=str(tmp_path / "chain.pem"))
     with pytest.raises(RuntimeError, match="GOVCLOUD_SECRET_CA_TOKEN and GOVCLOUD_URL_CA are needed"):
