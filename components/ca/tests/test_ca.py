@@ -329,6 +329,9 @@ def test_list_fetch_and_expiring(client):  # type: ignore[no-untyped-def]
     long_ = issue(client, "tls-server", csr_pem([f"long.{DOMAIN}"]), days=200).json()
     soon = {c["serial"] for c in client.get("/api/v1/certificates/expiring?days=30", headers=ADMIN).json()}
     assert short["serial"] in soon and long_["serial"] not in soon
+    renewal = issue(client, "tls-server", csr_pem([f"short.{DOMAIN}"]), days=90).json()  # the same name, renewed
+    soon = {c["serial"] for c in client.get("/api/v1/certificates/expiring?days=30", headers=ADMIN).json()}
+    assert short["serial"] not in soon and renewal["serial"] not in soon  # superseded: nothing to warn about
     listed = client.get("/api/v1/certificates?profile=tls-server&limit=1000", headers=ADMIN).json()
     assert {short["serial"], long_["serial"]} <= {c["serial"] for c in listed}
     assert all(c["profile"] == "tls-server" for c in listed)
