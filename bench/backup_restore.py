@@ -14,17 +14,13 @@ Goals (issue 8): RTO <= 2 min and <= 1.5x the raw baseline.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import yaml
+from harness import ROOT, govcloud, run, stack_file, state_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 LOAD = """
 CREATE TABLE bench_feedback AS SELECT g AS id, (g % 4246) AS service, md5(g::text) AS kind,
   repeat('citizen comment ', 8) || g AS body, now() - (g || ' seconds')::interval AS created
@@ -36,33 +32,14 @@ CREATE TABLE bench_certificates AS SELECT g AS serial, repeat(md5(g::text), 24) 
 """
 
 
-def govcloud(*args: str) -> float:
-    return run(*args)[0]
-
-
-def run(*args: str) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, check=False, capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"govcloud {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
-    return time.perf_counter() - start, proc.stdout
-
-
 def main() -> None:
-    os.environ.setdefault("GOVCLOUD_STATE_DIR", tempfile.mkdtemp(prefix="bench-backup-"))
-    os.environ.setdefault("GOVCLOUD_BACKUP_DIR", os.path.join(os.environ["GOVCLOUD_STATE_DIR"], "backups"))
+    envs = state_dir("bench-backup-")
     from infra.model import load_stack
     from infra.runtime.local import LocalRuntime
 
-    envs = Path(os.environ["GOVCLOUD_STATE_DIR"]) / "envs"
-    envs.mkdir(parents=True, exist_ok=True)
     name = f"benchbase-{secrets.token_hex(2)}"
-    doc = yaml.safe_load((ROOT / "stacks/Pulumi.ci.yaml").read_text())
-    doc["config"]["govcloud:local"] = {"portOffset": 38000}
-    doc["config"]["govcloud:components"] = {c: {"enabled": False}
-                                            for c in ("bodysystems", "nats", "ca", "switch", "bus", "payment")}
-    (envs / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(doc))
+    stack_file(envs, name, 38000, {c: {"enabled": False}
+                                   for c in ("bodysystems", "nats", "ca", "switch", "bus", "payment")})
     try:
         govcloud("up", "-s", name)
         rt = LocalRuntime(load_stack(name))

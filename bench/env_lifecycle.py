@@ -6,34 +6,15 @@ ratios are the overhead the environment machinery adds. Goals (issue 12): create
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def govcloud(*args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=ROOT, check=True, capture_output=True)
-    return time.perf_counter() - start
+from harness import govcloud, stack_file, state_dir
 
 
 def main() -> None:
-    os.environ.setdefault("GOVCLOUD_STATE_DIR", tempfile.mkdtemp(prefix="bench-env-"))
-    os.environ.setdefault("GOVCLOUD_BACKUP_DIR", os.path.join(os.environ["GOVCLOUD_STATE_DIR"], "backups"))
-    envs = Path(os.environ["GOVCLOUD_STATE_DIR"]) / "envs"
-    envs.mkdir(parents=True, exist_ok=True)
+    envs = state_dir("bench-env-")
     plain = f"benchbase-{secrets.token_hex(2)}"
-    doc = yaml.safe_load((ROOT / "stacks/Pulumi.ci.yaml").read_text())
-    doc["config"]["govcloud:local"] = {"portOffset": 39000}
-    (envs / f"Pulumi.{plain}.yaml").write_text(yaml.safe_dump(doc))
+    stack_file(envs, plain, 39000)
     try:
         govcloud("up", "-s", plain)  # warm-up: images built, caches warm
         govcloud("down", "-s", plain, "--purge")

@@ -64,15 +64,7 @@ class Restic:
         args = ["backup", "--json", "--stdin", "--stdin-filename", filename]
         for tag in tags:
             args += ["--tag", tag]
-        proc = self._run(*args, stdin=source)
-        for line in proc.stdout.decode().splitlines():
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if doc.get("message_type") == "summary":
-                return str(doc["snapshot_id"])[:8]
-        raise ResticError(f"restic backup of {filename}: no summary in output")
+        return _snapshot_id(self._run(*args, stdin=source).stdout, f"restic backup of {filename}")
 
     def start_backup_stdin(self, filename: str, tags: list[str]) -> subprocess.Popen[bytes]:
         """Start a backup reading its stdin (a pipe the caller feeds); finish with ``finish_backup``."""
@@ -89,25 +81,13 @@ class Restic:
         if proc.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             raise ResticError(f"restic backup: {lines[-1] if lines else proc.returncode}")
-        for line in out.decode().splitlines():
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if doc.get("message_type") == "summary":
-                return str(doc["snapshot_id"])[:8]
-        raise ResticError("restic backup: no summary in output")
+        return _snapshot_id(out, "restic backup")
 
     def backup_paths(self, paths: list[Path], tags: list[str]) -> str:
         args = ["backup", "--json", *[str(p) for p in paths]]
         for tag in tags:
             args += ["--tag", tag]
-        proc = self._run(*args)
-        for line in proc.stdout.decode().splitlines():
-            doc = json.loads(line)
-            if doc.get("message_type") == "summary":
-                return str(doc["snapshot_id"])[:8]
-        raise ResticError("restic backup: no summary in output")
+        return _snapshot_id(self._run(*args).stdout, "restic backup")
 
     def snapshots(self, tags: list[str] | None = None) -> list[Snapshot]:
         args = ["snapshots", "--json"]
@@ -156,3 +136,15 @@ class Restic:
 
     def check(self) -> None:
         self._run("check")
+
+
+def _snapshot_id(stdout: bytes, what: str) -> str:
+    """The new snapshot's short id from ``restic backup --json``: its summary line (other lines are progress)."""
+    for line in stdout.decode().splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("message_type") == "summary":
+            return str(doc["snapshot_id"])[:8]
+    raise ResticError(f"{what}: no summary in output")

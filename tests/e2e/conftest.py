@@ -6,19 +6,12 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-
-def govcloud(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "300"}, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"govcloud {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.integration.conftest import govcloud
 
 
 def govcloud_json(*args: str, ok_codes: tuple[int, ...] = (0,)) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -14,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
+import orjson
 import psycopg
 from govcloud_common import signing
 from prometheus_client import Counter, Histogram
@@ -99,6 +101,8 @@ class PaymentConfig:
     run_workers: bool = False
     worker_interval_s: float = 5.0
     notify: notify.NotifyConfig | None = None
+    rtp_batch: int = 64            # requests to pay coalesced into one request to the switch (1 = single form only)
+    rtp_flights: int = 1           # requests to the switch in flight at once; creates arriving meanwhile wait
     pool: AsyncConnectionPool | None = field(default=None, repr=False)
 
 
@@ -122,41 +126,48 @@ def receipt_fields(row: dict[str, Any], now: datetime) -> dict[str, Any]:
             "switch_ref": row["switch_ref"], "paid_at": now.isoformat(), "issuer": "govcloud payment gateway"}
 
 
-# The usual approval of a pending fee order as ONE autocommit statement (no BEGIN/COMMIT round trips): the order's
-# state, the ledger's commit, the signed receipt, the notifications and the event's record, or nothing at all. The
-# UPDATE's conditions are those under which the general path (Gateway._decision) would pay; when they do not hold
-# (the order is not visible yet because its create has not committed, already closed, mismatching, late, a bill
-# order, an event seen before) the statement changes nothing and the general path decides. Concurrent decisions on
-# one order queue on its row lock (UPDATE) as the general path's SELECT ... FOR UPDATE does; a copy of the same
-# event applied concurrently makes the callbacks insert fail, undoing the statement.
+# The usual approvals of pending fee orders - one, or a batch of callbacks - as ONE autocommit statement (no
+# BEGIN/COMMIT round trips): per order its state, the ledger's commit, the signed receipt, the notifications and the
+# event's record, or nothing at all for that order. The rows travel as one JSON parameter (jsonb_to_recordset). The
+# UPDATE's conditions are those under which the general path (Gateway._decision) would pay; an order for which they
+# do not hold (not visible yet because its create has not committed, already closed, mismatching, late, a bill
+# order, an event seen before) is left alone and the general path decides it. Concurrent decisions on one order
+# queue on its row lock (UPDATE) as the general path's SELECT ... FOR UPDATE does; a copy of an event applied
+# concurrently makes the callbacks insert fail, undoing the statement (each of its events then takes the general
+# path). The caller passes at most one event per order.
 FAST_PAID = """
-WITH upd AS (
-    UPDATE orders o SET status = 'paid', closed_at = %(now)s
-    WHERE o.id = %(id)s AND o.status = 'pending' AND o.kind = 'fee' AND o.switch_ref = %(ref)s
-      AND o.amount = %(amount)s AND o.expires_at >= %(decided)s
-      AND NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = %(event)s)
-    RETURNING o.id, o.created_at
+WITH u AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s) AS u(id text, ref text, amount bigint, decided timestamptz, event text,
+        payload jsonb, r_payload text, r_signature text, legs jsonb, notes jsonb, opened jsonb)
+), upd AS (
+    UPDATE orders o SET status = 'paid', closed_at = %(now)s FROM u
+    WHERE o.id = u.id AND o.status = 'pending' AND o.kind = 'fee' AND o.switch_ref = u.ref
+      AND o.amount = u.amount AND o.expires_at >= u.decided
+      AND NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = u.event)
+    RETURNING o.id, o.created_at, u.event, u.payload, u.r_payload, u.r_signature, u.legs, u.notes, u.opened
 ), opened AS (
     INSERT INTO accounts (id, normal, no_overdraft, tracked)
-    SELECT u.* FROM upd, jsonb_to_recordset(%(opened)s) AS u(id text, normal text, no_overdraft bool, tracked bool)
+    SELECT DISTINCT a.* FROM upd,
+        jsonb_to_recordset(upd.opened) AS a(id text, normal text, no_overdraft bool, tracked bool)
     ON CONFLICT DO NOTHING
 ), tx AS (
-    INSERT INTO ledger_tx (order_id, kind, created_at) SELECT id, 'commit', %(now)s FROM upd RETURNING id
+    INSERT INTO ledger_tx (order_id, kind, created_at) SELECT id, 'commit', %(now)s FROM upd RETURNING id, order_id
 ), posted AS (
     INSERT INTO entries (tx_id, account, amount)
-    SELECT tx.id, u.account, u.amount FROM tx, jsonb_to_recordset(%(legs)s) AS u(account text, amount bigint)
+    SELECT tx.id, l.account, l.amount FROM tx JOIN upd ON upd.id = tx.order_id,
+        jsonb_to_recordset(upd.legs) AS l(account text, amount bigint)
 ), receipt AS (
     INSERT INTO receipts (order_id, payload, signature, algorithm, chain)
-    SELECT id, %(r_payload)s, %(r_signature)s, %(r_algorithm)s, %(r_chain)s FROM upd
+    SELECT id, r_payload, r_signature, %(r_algorithm)s, %(r_chain)s FROM upd
 ), notified AS (
     INSERT INTO notifications (target, url, event, order_id, payload, next_at)
-    SELECT u.target, u.url, u.event, upd.id, u.payload, %(now)s FROM upd,
-        jsonb_to_recordset(%(notes)s) AS u(target text, url text, event text, payload jsonb)
+    SELECT n.target, n.url, n.event, upd.id, n.payload, %(now)s FROM upd,
+        jsonb_to_recordset(upd.notes) AS n(target text, url text, event text, payload jsonb)
 ), recorded AS (
     INSERT INTO callbacks (event_id, rtp_id, payload, result, received_at)
-    SELECT %(event)s, id, %(payload)s, 'paid', %(now)s FROM upd
+    SELECT event, id, payload, 'paid', %(now)s FROM upd
 )
-SELECT created_at FROM upd
+SELECT id, created_at FROM upd
 """
 # An order's create: the key claimed under the order's advisory lock (held until COMMIT, after the switch's answer),
 # the channel, and an answer stored before - one statement.
@@ -192,6 +203,7 @@ WITH ord AS (
 )
 UPDATE idempotency SET status = 201, response = %(response)s WHERE scope = 'orders' AND key = %(key)s
 """
+MAX_BATCH = 500  # decisions per batch callback
 RECENT_MAX = 10_000  # orders created here whose (immutable) fields the fast paid path reuses (~2 KB each)
 
 
@@ -203,6 +215,10 @@ def _legs(legs: list[tuple[str, int]]) -> Jsonb:
 
 def _opened(opened: list[tuple[str, str, bool, bool]]) -> Jsonb:
     return Jsonb([{"id": i, "normal": n, "no_overdraft": o, "tracked": t} for i, n, o, t in opened])  # orders created by this process whose (immutable) fields are kept for the fast paid path
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
 
 
 def body_hash(doc: Any) -> str:
@@ -248,6 +264,9 @@ class Gateway:
         self.notifier = notify.Notifier(self.pool, cfg.notify) if cfg.notify else None
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # order id -> the order as created here
         self.fast_paid = True  # approvals of pending fee orders in one statement (FAST_PAID); False: general path only
+        self._rtp_waiting: list[tuple[dict[str, Any], asyncio.Future[str]]] = []  # creates waiting for the switch
+        self._rtp_flights = 0
+        self._rtp_tasks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -410,19 +429,74 @@ class Gateway:
 
     async def _request_to_pay(self, order_id: str, amount: int, channel: dict[str, Any], account: str, payee: str,
                               expires: datetime) -> str:
-        body = json.dumps({"rtp_id": order_id, "amount": amount, "currency": "SYP",
-                           "channel": {"kind": channel["kind"], "provider": channel["id"], "account": account},
-                           "payee": payee, "expires_at": expires.isoformat()}, separators=(",", ":")).encode()
+        """The switch's reference for this request to pay. Concurrent creates are coalesced (natural batching, no
+        timer): while ``rtp_flights`` requests to the switch are in flight, the creates arriving wait and all go in
+        the next one - the batch form ``{"requests": [...]}`` (PROTOCOL.md §1) when more than one waits."""
+        item = {"rtp_id": order_id, "amount": amount, "currency": "SYP",
+                "channel": {"kind": channel["kind"], "provider": channel["id"], "account": account},
+                "payee": payee, "expires_at": expires.isoformat()}
+        if self.cfg.rtp_batch <= 1:
+            return await self._rtp_one(item)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._rtp_waiting.append((item, fut))
+        if self._rtp_flights < self.cfg.rtp_flights:
+            self._rtp_flights += 1
+            task = asyncio.create_task(self._rtp_flush())
+            self._rtp_tasks.add(task)
+            task.add_done_callback(self._rtp_tasks.discard)
+        return await fut
+
+    async def _rtp_flush(self) -> None:
+        try:
+            while self._rtp_waiting:
+                batch = self._rtp_waiting[:self.cfg.rtp_batch]
+                del self._rtp_waiting[:self.cfg.rtp_batch]
+                try:
+                    if len(batch) == 1:
+                        outcomes: list[str | ApiError] = [await self._rtp_one(batch[0][0])]
+                    else:
+                        outcomes = await self._rtp_many([item for item, _ in batch])
+                except ApiError as exc:
+                    outcomes = [exc] * len(batch)
+                except Exception as exc:  # never leave a create waiting
+                    log.exception("request to pay failed")
+                    outcomes = [ApiError(502, "switch request failed", type(exc).__name__)] * len(batch)
+                for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                    if fut.done():  # its create was cancelled
+                        continue
+                    if isinstance(outcome, ApiError):
+                        fut.set_exception(outcome)
+                    else:
+                        fut.set_result(outcome)
+        finally:
+            self._rtp_flights -= 1
+
+    async def _rtp_post(self, doc: dict[str, Any]) -> httpx.Response:
+        body = orjson.dumps(doc)
         headers = {"content-type": "application/json",
                    signing.HEADER: signing.sign(self.cfg.key, "POST", "/v1/rtp", body, self.now().timestamp())}
         try:
-            resp = await self.cfg.switch.post("/v1/rtp", content=body, headers=headers)
+            return await self.cfg.switch.post("/v1/rtp", content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise ApiError(503, "switch unavailable", f"{type(exc).__name__}: retry with the same Idempotency-Key") \
                 from None
+
+    async def _rtp_one(self, item: dict[str, Any]) -> str:
+        resp = await self._rtp_post(item)
         if resp.status_code not in (200, 202):
             raise ApiError(502, "switch refused the request to pay", f"HTTP {resp.status_code}: {resp.text[:300]}")
         return str(resp.json()["switch_ref"])
+
+    async def _rtp_many(self, items: list[dict[str, Any]]) -> list[str | ApiError]:
+        resp = await self._rtp_post({"requests": items})
+        if resp.status_code != 200:
+            raise ApiError(502, "switch refused the request to pay", f"HTTP {resp.status_code}: {resp.text[:300]}")
+        results = resp.json().get("results")
+        if not isinstance(results, list) or len(results) != len(items):
+            raise ApiError(502, "switch refused the request to pay", "batch answer without a result per request")
+        return [str(r["switch_ref"]) if r.get("code") in (200, 202) else
+                ApiError(502, "switch refused the request to pay", f"HTTP {r.get('code')}: {str(r)[:300]}")
+                for r in results]
 
     async def order(self, order_id: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -480,66 +554,136 @@ class Gateway:
     # -- the switch's callbacks -------------------------------------------------------------------------------------
 
     async def callback(self, signature: str | None, raw: bytes) -> dict[str, Any]:
+        """A signed decision callback (PROTOCOL.md §2): one event, or ``{"events": [...]}`` - a batch, answered with
+        a result per event (``status`` 200, or the 4xx that event alone would have got: nothing written for it)."""
         now = self.now()
         reason = signing.verify(self.cfg.key, signature, "POST", CALLBACK_PATH, raw, now.timestamp())
         if reason:
             raise ApiError(401, "bad callback signature", reason)
+        if raw[:1] == b"{" and b'"events"' in raw:
+            try:
+                doc = orjson.loads(raw)
+            except ValueError as exc:
+                raise ApiError(422, "invalid callback", f"malformed JSON: {exc}") from None
+            if isinstance(doc, dict) and "events" in doc:
+                return await self.callback_batch(doc, now)
         try:
             cb = Callback.model_validate_json(raw)
         except ValidationError as exc:
             raise ApiError(422, "invalid callback", json.dumps(exc.errors(include_url=False), default=str)) from None
         payload = json.loads(raw)
         if cb.status == "approved":
-            result = await self._fast_paid(cb, payload, now)
-            if result:
-                return result
+            paid = await self._fast_paid([(cb, payload)], now)
+            if cb.event_id in paid:
+                return paid[cb.event_id]
         return await self._decision(cb, payload, now)
 
-    async def _fast_paid(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any] | None:
-        """The approval of a pending fee order in one statement (``FAST_PAID``); None when the general path must
-        decide. The receipt is signed before, from the order's immutable fields (kept from its create here)."""
-        if not self.fast_paid:
-            return None
+    async def callback_batch(self, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Apply a batch of decisions: the usual approvals in one statement (FAST_PAID), every other event by the
+        general path, each exactly once per ``event_id`` as if it had come alone."""
+        events = doc["events"]
+        if set(doc) != {"events"} or not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH:
+            raise ApiError(422, "invalid callback", f'a batch is {{"events": [1..{MAX_BATCH} decisions]}}')
+        results: list[dict[str, Any] | None] = [None] * len(events)
+        first: dict[str, int] = {}   # event_id -> its first index; later copies answer as that one did
+        fast: list[tuple[Callback, dict[str, Any]]] = []
+        rest: list[tuple[int, Callback, dict[str, Any]]] = []
+        orders: set[str] = set()
+        for i, item in enumerate(events):
+            try:
+                cb = Callback.model_validate(item)
+            except ValidationError as exc:
+                results[i] = {"event_id": item.get("event_id") if isinstance(item, dict) else None, "status": 422,
+                              "title": "invalid callback",
+                              "detail": json.dumps(exc.errors(include_url=False), default=str)}
+                continue
+            if cb.event_id in first:
+                continue
+            first[cb.event_id] = i
+            if cb.status == "approved" and cb.rtp_id not in orders:
+                fast.append((cb, item))
+            else:
+                rest.append((i, cb, item))
+            orders.add(cb.rtp_id)
+        paid = await self._fast_paid(fast, now) if fast else {}
+        for cb, item in fast:
+            if cb.event_id in paid:
+                results[first[cb.event_id]] = {"event_id": cb.event_id, "status": 200, **paid[cb.event_id]}
+            else:
+                rest.append((first[cb.event_id], cb, item))
+        rest.sort(key=lambda r: r[0])  # in the batch's order: two decisions on one order apply as sent
+        for i, cb, item in rest:
+            try:
+                results[i] = {"event_id": cb.event_id, "status": 200, **await self._decision(cb, item, now)}
+            except ApiError as exc:
+                results[i] = {"event_id": cb.event_id, "status": exc.status, "title": exc.title,
+                              "detail": exc.detail}
+        for i, item in enumerate(events):
+            if results[i] is None:  # a later copy of an event in this batch
+                j = first[item["event_id"]]
+                done = results[j] or {}
+                results[i] = {**done, "result": "duplicate"} if done.get("status") == 200 else done
+        return {"results": results}
+
+    async def _fast_paid(self, items: list[tuple[Callback, dict[str, Any]]],
+                         now: datetime) -> dict[str, dict[str, Any]]:
+        """The approvals of pending fee orders (at most one event per order) in one statement (``FAST_PAID``): the
+        results of the events applied, by event id; the others are for the general path. Each receipt is signed
+        before, from the order's immutable fields (kept from its create here)."""
+        if not self.fast_paid or not items:
+            return {}
         async with self.pool.connection() as conn:
             await conn.set_autocommit(True)  # one statement, its own transaction: no BEGIN/COMMIT round trips
             try:
-                order = self.recent.get(cb.rtp_id)
-                if order is None:  # created by another worker, or before a restart: its immutable fields, one read
+                found = {cb.rtp_id: self.recent.get(cb.rtp_id) for cb, _ in items}
+                missing = [k for k, v in found.items() if v is None]
+                if missing:  # created by another worker, or before a restart: their immutable fields, one read
                     cur = conn.cursor(row_factory=dict_row)
                     await cur.execute("SELECT id, kind, service_id, bill_reference, payee, amount, currency, channel,"
-                                      " payer_account, switch_ref, body FROM orders WHERE id = %s"
-                                      " AND status = 'pending'", (cb.rtp_id,), prepare=True)
-                    order = await cur.fetchone()
-                if order is None or order["kind"] != "fee" or order["switch_ref"] != cb.switch_ref \
-                        or order["amount"] != cb.amount:
-                    return None
-                fields = receipt_fields(order, now)
-                rec = make_receipt(self.cfg.signer, fields)
-                legs, opened = ledger.commit_legs(order["id"], order["payee"], order["amount"])
-                notes = notify.fee_rows(self.cfg.notify, order, "paid", now, receipt_id=fields["receipt_id"])
-                params = {
-                    "now": now, "id": order["id"], "ref": cb.switch_ref, "amount": cb.amount,
-                    "decided": cb.decided_at, "event": cb.event_id, "payload": Jsonb(payload),
-                    "opened": _opened(opened), "legs": _legs(legs),
-                    "r_payload": rec["payload"], "r_signature": rec["signature"], "r_algorithm": rec["algorithm"],
-                    "r_chain": rec["chain"], "notes": Jsonb([{"target": t, "url": u, "event": e, "payload": p}
-                                                             for t, u, e, p in notes])}
+                                      " payer_account, switch_ref, body FROM orders WHERE id = ANY(%s)"
+                                      " AND status = 'pending'", (missing,), prepare=True)
+                    found |= {r["id"]: r for r in await cur.fetchall()}
+                rows: list[dict[str, Any]] = []
+                chain = algorithm = None
+                for cb, payload in items:
+                    order = found.get(cb.rtp_id)
+                    if order is None or order["kind"] != "fee" or order["switch_ref"] != cb.switch_ref \
+                            or order["amount"] != cb.amount:
+                        continue
+                    fields = receipt_fields(order, now)
+                    rec = make_receipt(self.cfg.signer, fields)
+                    chain, algorithm = rec["chain"], rec["algorithm"]
+                    legs, opened = ledger.commit_legs(order["id"], order["payee"], order["amount"])
+                    notes = notify.fee_rows(self.cfg.notify, order, "paid", now, receipt_id=fields["receipt_id"])
+                    rows.append({
+                        "id": order["id"], "ref": cb.switch_ref, "amount": cb.amount,
+                        "decided": cb.decided_at.isoformat(), "event": cb.event_id, "payload": payload,
+                        "r_payload": rec["payload"], "r_signature": rec["signature"],
+                        "legs": [{"account": a, "amount": m} for a, m in legs],
+                        "opened": [{"id": i, "normal": n, "no_overdraft": o, "tracked": t} for i, n, o, t in opened],
+                        "notes": [{"target": t, "url": u, "event": e, "payload": p} for t, u, e, p in notes]})
+                if not rows:
+                    return {}
                 try:
-                    row = await (await conn.execute(FAST_PAID, params, prepare=True)).fetchone()
-                except psycopg.errors.UniqueViolation as exc:
-                    if exc.diag.constraint_name != "callbacks_pkey":
+                    done = await (await conn.execute(FAST_PAID, {
+                        "now": now, "rows": Jsonb(rows, dumps=_dumps), "r_algorithm": algorithm, "r_chain": chain},
+                        prepare=True)).fetchall()
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as exc:
+                    if isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name != "callbacks_pkey":
                         raise
-                    return {"result": "duplicate", "order": cb.rtp_id}
+                    return {}  # a copy applied concurrently (or two batches crossing): the general path decides
             finally:
                 await conn.set_autocommit(False)
-        if row is None:
-            return None
-        self.recent.pop(cb.rtp_id, None)
-        ORDERS.labels("paid").inc()
-        PAY_LATENCY.observe(max((now - row[0]).total_seconds(), 0.0))
-        if self.notifier and notes:
+        out: dict[str, dict[str, Any]] = {}
+        by_order = {cb.rtp_id: cb for cb, _ in items}
+        for oid, created in done:
+            self.recent.pop(oid, None)
+            ORDERS.labels("paid").inc()
+            PAY_LATENCY.observe(max((now - created).total_seconds(), 0.0))
+            out[by_order[oid].event_id] = {"result": "paid", "order": oid}
+        if self.notifier and any(r["notes"] for r in rows):
             self.notifier.wake.set()
-        return {"result": "paid", "order": cb.rtp_id}
+        return out
 
     async def _decision(self, cb: Callback, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
         """Apply one switch decision (a callback, or a status query's answer) exactly once per event: one database

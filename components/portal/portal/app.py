@@ -144,11 +144,13 @@ async def cached_bodies(request: Request) -> list[dict]:
 
 
 def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_minute: int | None = None,
-              pool_size: int | None = None, proxies: str | None = None, memory_search: bool | None = None) -> FastAPI:
+              pool_size: int | None = None, proxies: str | None = None, memory_search: bool | None = None,
+              notify_key: str | None = None) -> FastAPI:
     """The portal app; ``conninfo`` empty means libpq's PG* variables (the env contract).
 
     ``memory_search`` (setting ``search``: ``memory``, the default, or ``sql``): answer searches from the
     in-memory index (``portal.search_index``), kept current in every worker by the catalog's notifications.
+    ``notify_key``: the payment gateway's signing key (else secret ``notify-key``, shared as ``payment/notify-key``).
     """
     size = pool_size or int(Settings.setting("db-pool", "10"))
     if memory_search is None:
@@ -202,6 +204,7 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
     app.state.pool = pool
     app.state.search_index = index
     app.state.admin_token = admin_token
+    app.state.notify_key = notify_key
     rate = feedback_per_minute or int(Settings.setting("feedback-per-minute", "10"))
     app.state.feedback_limiter = RateLimiter(rate)
     app.state.bodies_cache = (0.0, [])
@@ -359,9 +362,10 @@ def build_app(conninfo: str = "", admin_token: str | None = None, feedback_per_m
             await request.app.state.search_index.reload()  # this worker reads its writes; the others are notified
         return JSONResponse(result)
 
-    from portal import pages
+    from portal import pages, payments
 
     pages.mount(app)
+    payments.mount(app)
     return app
 
 

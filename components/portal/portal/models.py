@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Status = Literal["draft", "published", "withdrawn"]
 FeedbackStatus = Literal["new", "accepted", "rejected", "resolved"]
@@ -168,6 +169,8 @@ class BodyStatistics(BaseModel):
     flagged_services: int
     correctness_score: float | None = Field(
         description="share of published services without an accepted, unresolved wrong-information report")
+    paid_orders: int = Field(0, description="fee orders of the body's services the payment gateway notified as paid")
+    paid_amount_syp: int = Field(0, description="their total, in Syrian pounds")
 
 
 class ImportResult(BaseModel):
@@ -188,3 +191,53 @@ class RecordError(BaseModel):
 class ImportFailure(BaseModel):
     applied: Literal[False] = False
     errors: list[RecordError]
+
+
+class PaymentNotification(BaseModel):
+    """A fee order's outcome as the payment gateway POSTs it (``payment.notify``), signed in X-Payment-Signature."""
+
+    model_config = ConfigDict(extra="ignore")  # e.g. bill_reference (always null for fee orders)
+
+    event: str = Field(pattern=r"^order\.[a-z_]{1,40}$", description="order.<status>")
+    order_id: str = Field(min_length=1, max_length=64)
+    status: str = Field(pattern=r"^[a-z_]{1,40}$", description="paid | declined | expired | cancelled | failed")
+    amount: int = Field(ge=0, description="exact amount in Syrian pounds")
+    currency: str = Field(min_length=3, max_length=3)
+    service_id: str = Field(min_length=1, max_length=100)
+    switch_ref: str | None = Field(None, max_length=100)
+    receipt_id: str | None = Field(None, max_length=100, description="the signed receipt's id (paid orders)")
+    at: AwareDatetime = Field(description="when the gateway reached this state")
+
+    @model_validator(mode="after")
+    def _event_names_status(self) -> PaymentNotification:
+        if self.event != f"order.{self.status}":
+            raise ValueError(f"event {self.event!r} does not match status {self.status!r}")
+        return self
+
+
+class PaymentAck(BaseModel):
+    order_id: str
+    event: str
+    status: str = Field(description="the order's status as the portal now knows it (the latest by time)")
+    duplicate: bool = Field(description="this order and event were already recorded; nothing changed")
+    service_known: bool = Field(description="the service is in the catalog (an unknown one is recorded all the same)")
+
+
+class PaymentStatus(BaseModel):
+    order_id: str
+    service_id: str
+    service_known: bool
+    status: str
+    amount: int
+    currency: str
+    receipt_id: str | None
+    at: datetime = Field(description="when the gateway reached this state")
+    updated_at: datetime = Field(description="when the portal was told")
+
+
+class ServicePayments(BaseModel):
+    service_id: str
+    body_id: str | None = Field(description="null when the service is not in the catalog")
+    paid_orders: int
+    paid_amount_syp: int
+    last_paid_at: datetime

@@ -234,15 +234,21 @@ async def statistics(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
                      count(*) FILTER (WHERE f.kind = 'wrong_information' AND f.status = 'accepted') AS reports_accepted,
                      count(DISTINCT f.service_id) FILTER (WHERE f.kind = 'wrong_information'
                        AND f.status = 'accepted' AND s.status = 'published') AS flagged_services
-              FROM feedback f JOIN services s ON s.id = f.service_id GROUP BY s.body_id)
+              FROM feedback f JOIN services s ON s.id = f.service_id GROUP BY s.body_id),
+            pay AS (
+              SELECT s.body_id, count(*) AS paid_orders, sum(p.amount) AS paid_amount_syp
+              FROM payment_orders p JOIN services s ON s.id = p.service_id WHERE p.status = 'paid'
+              GROUP BY s.body_id)
             SELECT b.id AS body_id, b.name_en, b.name_ar,
                    coalesce(svc.services, 0) AS services, coalesce(svc.published, 0) AS published,
                    coalesce(svc.draft, 0) AS draft, coalesce(svc.withdrawn, 0) AS withdrawn,
                    coalesce(fb.feedback, 0) AS feedback, coalesce(fb.useful_yes, 0) AS useful_yes,
                    coalesce(fb.useful_no, 0) AS useful_no, coalesce(fb.reports, 0) AS reports,
                    coalesce(fb.reports_new, 0) AS reports_new, coalesce(fb.reports_accepted, 0) AS reports_accepted,
-                   coalesce(fb.flagged_services, 0) AS flagged_services
+                   coalesce(fb.flagged_services, 0) AS flagged_services,
+                   coalesce(pay.paid_orders, 0) AS paid_orders, coalesce(pay.paid_amount_syp, 0)::bigint AS paid_amount_syp
             FROM bodies b LEFT JOIN svc ON svc.body_id = b.id LEFT JOIN fb ON fb.body_id = b.id
+                 LEFT JOIN pay ON pay.body_id = b.id
             ORDER BY b.id""")
         rows = await cur.fetchall()
     for r in rows:

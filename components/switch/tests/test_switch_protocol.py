@@ -169,3 +169,48 @@ async def test_signatures_expire(sim):
     old = signing.sign(KEY, "POST", "/v1/rtp", body, (sim.clock() - timedelta(minutes=6)).timestamp())
     resp = await sim.client.post("/v1/rtp", content=body, headers={signing.HEADER: old})
     assert resp.status_code == 401 and resp.json()["detail"] == "stale signature"
+
+
+async def test_request_to_pay_batch_form_answers_each_request(sim):
+    assert (await sim.call("POST", "/v1/rtp", rtp("b0"))).status_code == 202
+    batch = {"requests": [rtp("b1"), rtp("b0"), rtp("b0", amount=1), rtp("b2", amount=1.5), rtp("b1"),
+                          rtp("b3", expires_at="2026-12-07T23:00:00+00:00")]}
+    resp = await sim.call("POST", "/v1/rtp", batch)
+    assert resp.status_code == 200, resp.text
+    got = resp.json()["results"]
+    assert [r["code"] for r in got] == [202, 200, 409, 422, 200, 202]
+    assert got[0]["switch_ref"] == got[4]["switch_ref"] and got[0]["status"] == "pending"
+    assert got[3]["rtp_id"] == "b2" and got[2]["rtp_id"] == "b0"
+    assert (await sim.call("GET", "/v1/rtp/b3")).json()["status"] == "declined"
+    assert (await sim.call("GET", "/v1/rtp/b2")).status_code == 404
+    for bad in ({"requests": []}, {"requests": [rtp("x")], "extra": 1}, {"requests": "no"}):
+        assert (await sim.call("POST", "/v1/rtp", bad)).status_code == 422
+    assert (await sim.call("POST", "/v1/rtp", batch, key="wrong")).status_code == 401
+    assert await sim.switch.dispatch_due() == {"delivered": 3, "failed": 0}
+
+
+async def test_callbacks_go_out_in_signed_batches_and_refused_events_are_retried(sim):
+    sim.switch.cfg.callback_batch = 3
+    batches: list[list[dict[str, Any]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert signing.verify(KEY, request.headers.get(signing.HEADER), "POST", request.url.path, request.content,
+                              sim.clock().timestamp()) is None
+        events = json.loads(request.content)["events"]
+        batches.append(events)
+        return httpx.Response(200, json={"results": [{"event_id": e["event_id"], "status": 404 if e["rtp_id"] == "c2"
+                                                      else 200} for e in events]})
+
+    sim.switch.cfg.payment = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://payment")
+    await sim.client.put("/v1/sim/behaviour", headers={"authorization": f"Bearer {ADMIN}"},
+                         json={"default": "approve", "accounts": {"u": "duplicate"}})
+    await sim.call("POST", "/v1/rtp", {"requests": [rtp(f"c{i}") for i in range(5)] + [rtp("cu", account="u")]})
+    assert await sim.switch.dispatch_due() == {"delivered": 6, "failed": 1}
+    ids = [[e["rtp_id"] for e in b] for b in batches]
+    assert sorted(len(b) for b in ids) == [1, 3, 3]  # 6 distinct events in 2 batches, then the duplicate's copy
+    assert ids[-1] == ["cu"] and all(len({e["event_id"] for e in b}) == len(b) for b in batches)
+    sim.clock.t += timedelta(seconds=1)
+    batches.clear()
+    assert await sim.switch.dispatch_due() == {"delivered": 0, "failed": 1}  # only the refused one again
+    assert [[e["rtp_id"] for e in b] for b in batches] == [["c2"]]
+    await sim.switch.cfg.payment.aclose()
