@@ -4,7 +4,8 @@ portal (find a published service with a fee) → payment (create the fee order) 
 callback: the simulator approves, the real switch after the citizen confirms in their wallet; there is no step
 for us to drive) → payment (the signed receipt) → the receipt's signature and chain, checked here offline against
 the CA's own hierarchy → the signing certificate's OCSP status from the CA's responder → the bus delivers the
-payment notice to the competent body's system (bodysystems' inbox; the bus's message state).
+payment notice to the competent body's system (bodysystems' inbox; the bus's message state) → payment's signed
+notification reached the portal, which now answers the order as paid (``GET /api/payments/{order}``).
 
 One ``Check`` per step (layer ``journey``) with its duration; the first failing step is ``down`` with the reason
 on one line, the steps after it are reported as not run (``degraded``: unknown, the failure is already counted).
@@ -38,7 +39,8 @@ from infra.runtime.base import Runtime
 LAYER = "journey"
 NEEDS = frozenset({"portal", "payment", "switch", "ca", "bus", "bodysystems"})
 STEPS = ("portal: find a service", "payment: create the fee order", "switch: confirm the payment",
-         "payment: signed receipt", "receipt: signature and chain", "ca: OCSP status", "bus: notice delivered")
+         "payment: signed receipt", "receipt: signature and chain", "ca: OCSP status", "bus: notice delivered",
+         "portal: order known paid")
 
 
 class StepFailed(Exception):
@@ -213,10 +215,44 @@ class Journey:
             detail += f", bus message {state['messageId']} delivered after {state.get('attempts')} attempt(s)"
         return detail
 
+    def portal_told(self) -> str:
+        """payment → portal: the gateway's signed notification was delivered (a 404 or 401 there is retried by the
+        gateway, then dead-lettered: this step is where that shows)."""
+        order = self.ctx["order"]
+        receipt_id = json.loads(self.ctx["receipt"]["payload"]).get("receipt_id")
+
+        def known() -> dict[str, Any] | None:
+            doc = self.call("GET", "portal", f"/api/payments/{order}", expect=(200, 404))
+            return doc if isinstance(doc, dict) and doc.get("order_id") == order else None
+
+        try:
+            doc = self.until(f"the portal knowing order {order}", known)
+        except StepFailed as exc:
+            raise StepFailed(f"{exc}{self._dead_letter(order)}") from None
+        want = {"status": "paid", "amount": self.ctx["amount"], "service_id": self.ctx["service"],
+                "receipt_id": receipt_id}
+        wrong = {k: doc.get(k) for k, v in want.items() if doc.get(k) != v}
+        if wrong:
+            raise StepFailed(f"the portal has order {order} as {wrong} (expected {want})")
+        return f"{order} paid for {doc['service_id']}, receipt {doc['receipt_id']}, told at {doc.get('updated_at')}"
+
+    def _dead_letter(self, order: str) -> str:
+        """Why payment could not tell the portal, from its dead letters (when the stack's admin token is known)."""
+        token = self.secret("payment", "admin-token")
+        if not token:
+            return ""
+        try:
+            dead = self.call("GET", "payment", "/api/admin/notifications/dead",
+                             headers={"authorization": f"Bearer {token}"})
+        except StepFailed:
+            return ""
+        mine = [d for d in dead or [] if d.get("order_id") == order and d.get("target") == "portal"]
+        return f"; payment dead-lettered it: {mine[0].get('last_error')}" if mine else ""
+
     # -- running ---------------------------------------------------------------------------------------------------
     def run(self) -> list[Check]:
         steps = (self.find_service, self.create_order, self.confirm, self.receipt, self.verify_receipt,
-                 self.ocsp_status, self.notice_delivered)
+                 self.ocsp_status, self.notice_delivered, self.portal_told)
         checks: list[Check] = []
         failed: str | None = None
         for name, step in zip(STEPS, steps, strict=True):
