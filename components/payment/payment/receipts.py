@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 
 
 class ReceiptSigner(Protocol):
-    algorithm: str
+    @property
+    def algorithm(self) -> str: ...
 
     def sign(self, data: bytes) -> bytes: ...
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from govcloud_common import signing
+from govcloud_common import rawroute, signing
 from govcloud_common.service import background, create_app
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -283,7 +283,8 @@ class Switch:
             todo = list(range(len(rows)))
             while todo:  # rounds: each event once per round, so a copy goes out after its first delivery
                 seen: set[str] = set()
-                current, later = [], []
+                current: list[int] = []
+                later: list[int] = []
                 for i in todo:
                     event = rows[i][1]["event_id"]
                     (later if event in seen else current).append(i)
@@ -336,9 +337,23 @@ def build_app(cfg: SwitchConfig) -> FastAPI:
 
     @app.post("/v1/rtp")
     async def rtp(request: Request) -> Response:
+        """Described in the OpenAPI document; served by ``rtp_raw`` (a plain ASGI handler, same answers)."""
         body, denied = await authentic(request)
         if denied:
             return denied
+        return await rtp_answer(body)
+
+    async def rtp_raw(scope: rawroute.Scope, receive: rawroute.Receive, send: rawroute.Send) -> None:
+        body = await rawroute.read_body(receive)
+        reason = signing.verify(cfg.key, rawroute.header(scope, b"x-switch-signature"), "POST", scope["path"], body,
+                                sw.now().timestamp())
+        answer = problem(401, "unauthenticated", reason) if reason else await rtp_answer(body)
+        await rawroute.respond(send, answer.status_code, bytes(answer.body),
+                               answer.headers["content-type"].encode("latin-1"))
+
+    rawroute.add_raw_route(app, "/v1/rtp", "POST", rtp_raw)
+
+    async def rtp_answer(body: bytes) -> JSONResponse:
         try:
             doc = json.loads(body)
         except ValueError as exc:
