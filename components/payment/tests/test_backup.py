@@ -64,3 +64,57 @@ async def test_verify_command_prints_json_and_fails_on_unbalanced_books(system, 
         conn.execute("UPDATE entries SET amount = amount + 1 WHERE id = (SELECT min(id) FROM entries)")
     bad = subprocess.run([sys.executable, "-m", "payment.backup", "verify"], env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and '"balanced": false' in bad.stdout
+
+
+async def test_a_backup_taken_before_the_statement_level_ledger_triggers_still_restores(pg_server):
+    """A ledger dumped under migrations 001-004 (per-entry triggers) restores after 005 (per-statement triggers),
+    into a fresh database and over the old one (which restore migrates first), to the same books."""
+    from datetime import UTC, datetime
+
+    from govcloud_common.db import _scripts
+    from payment import ledger
+
+    names = ["t_" + uuid.uuid4().hex[:12] for _ in range(2)]
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    old, fresh = (pg_server.dsn(n) for n in names)
+    try:
+        with psycopg.connect(old, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())")
+            for script in _scripts("payment"):
+                if script.name < "005":
+                    with conn.transaction():
+                        conn.execute(script.read_text(encoding="utf-8"))
+                        conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (script.name,))
+            assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'entries_balanced'").fetchone() == (1,)
+
+        async def books() -> None:
+            async with await psycopg.AsyncConnection.connect(old) as conn:
+                now = datetime(2026, 12, 7, 10, tzinfo=UTC)
+                for i in range(6):
+                    async with conn.transaction():
+                        await ledger.reserve(conn, f"o{i}", 1000 + i, now)
+                    async with conn.transaction():
+                        if i % 3:
+                            await ledger.commit(conn, f"o{i}", f"service:s{i % 2}", 1000 + i, now)
+                        else:
+                            await ledger.abort(conn, f"o{i}", 1000 + i, now)
+
+        await books()
+        before = await backup.averify(old)
+        assert before["balanced"] and before["transactions"] == 12
+        with psycopg.connect(old) as conn:
+            kept = conn.execute("SELECT id, balance FROM accounts WHERE tracked ORDER BY id").fetchall()
+        out = io.BytesIO()
+        backup.dump(out, old)
+        for target in (fresh, old):
+            backup.restore(io.BytesIO(out.getvalue()), target)
+            assert await backup.averify(target) == before
+            with psycopg.connect(target) as conn:
+                assert conn.execute("SELECT id, balance FROM accounts WHERE tracked ORDER BY id").fetchall() == kept
+                assert conn.execute("SELECT count(*) FROM schema_migrations WHERE name LIKE '005%%'").fetchone() == (1,)
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -166,6 +166,29 @@ def test_database_refuses_unbalanced_and_edited_entries(pg_dsn):
             conn.execute("DELETE FROM entries WHERE tx_id = %s", (tx,))
 
 
+def test_entries_added_to_an_older_ledger_transaction_must_balance_at_once(pg_dsn):
+    """Migration 005: balances are kept per statement, each ledger transaction is checked once at COMMIT - and entries
+    added later to a ledger transaction committed before are checked when they are written."""
+    db.migrate("payment", conninfo=pg_dsn)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO accounts (id, normal, no_overdraft) VALUES ('order:x', 'credit', true)")
+        tx = conn.execute("INSERT INTO ledger_tx (kind, created_at) VALUES ('t', now()) RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 7),"
+                     " (%s, 'order:x', -3), (%s, 'order:x', -4)", (tx, tx, tx))
+        conn.commit()
+        assert conn.execute("SELECT balance FROM accounts WHERE id = 'order:x'").fetchone() == (-7,)
+        with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
+            conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 1)", (tx,))
+        conn.rollback()
+        conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 2),"
+                     " (%s, 'order:x', -2)", (tx, tx))  # balanced additions are accepted
+        conn.commit()
+        assert conn.execute("SELECT balance FROM accounts WHERE id = 'order:x'").fetchone() == (-9,)
+        with pytest.raises(psycopg.errors.CheckViolation, match="no_overdraft"):  # the account's final state counts
+            conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'order:x', 10),"
+                         " (%s, 'switch:pending', -10)", (tx, tx))
+
+
 ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "abort"]), st.integers(0, 5),
                          st.integers(1, 10**12)), min_size=1, max_size=25)
 
