@@ -16,13 +16,13 @@ Fee orders are also told to the competent body's system through the government s
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import psycopg
 from govcloud_common import signing
 from psycopg.rows import dict_row
@@ -108,7 +108,7 @@ class Notifier:
 
     async def _send(self, target: str, url: str, key: str | None, payload: dict[str, Any],
                     now: datetime) -> str | None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = orjson.dumps(payload)
         headers = {"content-type": "application/json"}
         client, extensions = self.cfg.client, {}
         if target == "bus":
