@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.cloud.bastion import bastion_spec
+from infra.cloud.loadbalancers import balancer_specs
 from infra.cloud.network import subnet_plan
 from infra.cloud.nodes import PoolSpec, host_names, pool_specs
 from infra.cloud.security import GROUPS
@@ -24,6 +25,15 @@ class ExpectedHost:
 
 
 @dataclass(frozen=True)
+class ExpectedBalancer:
+    key: str
+    name: str                 # the load balancer's and its pool's name
+    listener: str
+    port: int
+    members: tuple[str, ...]  # the hosts behind it (member names are host names)
+
+
+@dataclass(frozen=True)
 class Expected:
     networks: tuple[str, ...]
     subnets: tuple[str, ...]
@@ -32,17 +42,23 @@ class Expected:
     hosts: tuple[ExpectedHost, ...]
     floating_ips: int  # the bastion's, the stack's only one
     containers: tuple[str, ...]
+    balancers: tuple[ExpectedBalancer, ...]
 
 
 def expected(model: StackModel) -> Expected:
     t = Tagger.from_model(model)
     specs = [bastion_spec(model), *pool_specs(model)]
+    hosts = tuple(ExpectedHost(name, spec) for spec in specs for name in host_names(t, spec))
+    behind = {"control-plane": tuple(h.name for h in hosts if h.pool.role == "control-plane"),
+              "workers": tuple(h.name for h in hosts if h.pool.role == "worker")}
     return Expected(
         networks=tuple(t.name(tier) for tier in TIERS),
         subnets=tuple(t.name(key) for key in subnet_plan(model.network)),
         routers=(t.name("router"),),
         security_groups=tuple(t.name(tier, key) for key, tier in GROUPS.items()),
-        hosts=tuple(ExpectedHost(name, spec) for spec in specs for name in host_names(t, spec)),
+        hosts=hosts,
         floating_ips=1,
         containers=tuple(backup_containers(t).values()),
+        balancers=tuple(ExpectedBalancer(b.key, t.name(b.key), t.name(b.key, str(b.port)), b.port, behind[b.members])
+                        for b in balancer_specs(model)),
     )

@@ -3,8 +3,9 @@
 Compares what the cloud holds (resources tagged ``govcloud-stack=<stack>``) with what the Pulumi
 program creates for the model (``infra.cloud.expected``): servers not ACTIVE, networks, subnets,
 routers or security groups missing, a router without its external gateway, floating IPs not attached
-to a port, backup containers missing. Resources tagged with the stack that the program would not
-create are reported too (drift or leftovers of a failed run).
+to a port, backup containers missing, load balancers not ACTIVE or missing their listener or members.
+Resources tagged with the stack that the program would not create are reported too (drift or leftovers of
+a failed run).
 """
 
 from __future__ import annotations
@@ -92,7 +93,36 @@ def _checks(model: StackModel, conn: Connection, want: Any) -> list[Check]:
                 if not isinstance(exc, sdk.NotFoundException):
                     raise
         checks.append(_presence("backup containers", want.containers, containers))
+    if conn.has_service("load-balancer"):
+        balancers = {b.name: b for b in conn.load_balancer.load_balancers() if marks.any(b)}
+        checks += [_balancer_check(conn, b, balancers.get(b.name)) for b in want.balancers]
     return checks
+
+
+def _balancer_check(conn: Connection, want: Any, lb: Any) -> Check:
+    """Provisioning (the cloud's side) decides the status; operating status is the members' health, i.e. the
+    cluster's, and is only reported."""
+    name = f"load balancer {want.key}"
+    if lb is None:
+        return Check(LAYER, name, DOWN, f"{want.name} missing")
+    if lb.provisioning_status == "ERROR":
+        return Check(LAYER, name, DOWN, f"{want.name} provisioning ERROR")
+    if lb.provisioning_status != "ACTIVE":
+        return Check(LAYER, name, DEGRADED, f"{want.name} {lb.provisioning_status} (being changed)")
+    listeners = {li.name: li for li in conn.load_balancer.listeners(loadbalancer_id=lb.id)}
+    listener = listeners.get(want.listener)
+    if listener is None or listener.protocol_port != want.port:
+        return Check(LAYER, name, DOWN, f"{want.name}: no listener on port {want.port} (the VIP {lb.vip_address} "
+                                        "answers nothing)")
+    pool_id = listener.default_pool_id
+    members = {m.name for m in conn.load_balancer.members(pool_id)} if pool_id else set()
+    missing = [m for m in want.members if m not in members]
+    if missing and len(missing) == len(want.members):
+        return Check(LAYER, name, DOWN, f"{want.name}: no members (expected {', '.join(want.members)})")
+    detail = f"ACTIVE, {lb.vip_address}:{want.port}, operating {lb.operating_status}"
+    if missing:
+        return Check(LAYER, name, DEGRADED, f"{detail}; members missing: {', '.join(missing)}")
+    return Check(LAYER, name, OK, f"{detail}, {len(want.members)} members")
 
 
 def _router_check(want: tuple[str, ...], have: dict[str, Any]) -> Check:

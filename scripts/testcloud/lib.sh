@@ -1,6 +1,8 @@
 # Helpers for the loopback OpenStack test cloud (sourced by up.sh and down.sh; see README.md).
 # Everything the cloud writes lives in $TC (the state dir): configs, databases, rings, images, pids, logs.
 set -euo pipefail
+# `{ ...config...; } | put FILE ...` must run put in this shell: its DIRTY marks restart the daemon
+shopt -s lastpipe
 export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true
 export LC_ALL=C.UTF-8
 
@@ -18,7 +20,7 @@ REGION=RegionOne
 # the fake driver runs from python3-nova (see start_nova).
 PACKAGES=(mariadb-server python3-pymysql curl socat memcached rabbitmq-server uwsgi-core uwsgi-plugin-python3
           keystone swift swift-proxy swift-account swift-container swift-object glance-api placement-api
-          neutron-server nova-api nova-conductor nova-scheduler)
+          neutron-server nova-api nova-conductor nova-scheduler python3-octavia)
 
 # one up.sh/down.sh at a time (make testcloud, a test session's fixture and down.sh may race); the
 # lock file sits beside the state dir so that down.sh --purge keeps it
@@ -145,7 +147,7 @@ stop_daemon() { stop_daemons "$1"; }
 # the loopback port each daemon listens on (checked free before it is started)
 declare -A PORTS=([mariadb]=3306 [memcached]=11211 [epmd]=4369 [rabbitmq-server]=5672 [keystone]=5000
                   [swift-proxy]=8080 [swift-object]=6200 [swift-container]=6201 [swift-account]=6202
-                  [glance-api]=9292 [placement-api]=8778 [neutron-server]=9696 [nova-api]=8774)
+                  [glance-api]=9292 [placement-api]=8778 [neutron-server]=9696 [nova-api]=8774 [octavia-api]=9876)
 
 # daemon NAME USER CMD...: (re)start NAME unless it is alive and none of its config files changed.
 # Sets STARTED=1 if it was (re)started, STARTED=0 if it was left running.

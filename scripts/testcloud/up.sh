@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the loopback OpenStack test cloud (Debian 12 / Zed packages): MariaDB, memcached, RabbitMQ,
-# Keystone, Swift (+s3api), Glance, Placement, Neutron (ML2 without agents), Nova (fake driver).
+# Keystone, Swift (+s3api), Glance, Placement, Neutron (ML2 without agents), Nova (fake driver),
+# Octavia (no-op backends).
 # Idempotent: installs only missing packages, rewrites only changed configs, (re)starts only dead
 # or reconfigured daemons, runs one-time setup (db syncs, bootstrap) only once per package version.
 # A rerun on a healthy cloud takes seconds. Usage: up.sh [--only-keystone-swift]   (README.md)
@@ -453,6 +454,64 @@ C
   daemon nova-compute nova /usr/bin/python3 -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' --config-file "$f"
 }
 
+# --- Octavia :9876 with the no-op backends (Octavia's own functional-test setup): load balancers, listeners,
+# pools, members and health monitors go through the real API, database, RabbitMQ and worker flows to ACTIVE and
+# are deleted (also with cascade) the same way; no amphora VM boots, and the VIP is a documentation address
+# (198.51.100.x) rather than a Neutron port. The API is octavia-api's simple server (one request at a time).
+octavia_up() {
+  id octavia >/dev/null 2>&1 || useradd --system --home-dir "$TC/octavia" --shell /usr/sbin/nologin octavia
+  mkdb octavia octavia
+  install -d -o octavia -g octavia "$TC/octavia" "$TC/octavia/lock"
+  # the CA that signs the (no-op) amphorae's agent certificates, and the key their stored certificates are
+  # encrypted with: throw-away, made once per state dir
+  if [ ! -s "$TC/octavia/certs/ca.pem" ]; then
+    install -d -o octavia -g octavia -m 700 "$TC/octavia/certs"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=govcloud testcloud octavia CA" \
+      -keyout "$TC/octavia/certs/ca.key" -out "$TC/octavia/certs/ca.pem" >>"$LOGS/setup.log" 2>&1
+    ( umask 077; python3 -c 'import secrets; print(secrets.token_hex(16))' > "$TC/octavia/certs/passphrase" )
+    chown octavia:octavia "$TC/octavia/certs/"*
+  fi
+  { cat <<C
+[DEFAULT]
+transport_url = $RABBIT_URL
+[api_settings]
+bind_host = 127.0.0.1
+bind_port = 9876
+auth_strategy = keystone
+default_provider_driver = amphora
+enabled_provider_drivers = amphora:Amphora provider with the no-op compute/network/amphora backends
+[database]
+connection = $(dburl octavia octavia)
+[controller_worker]
+amphora_driver = amphora_noop_driver
+compute_driver = compute_noop_driver
+network_driver = network_noop_driver
+volume_driver = volume_noop_driver
+image_driver = image_noop_driver
+loadbalancer_topology = SINGLE
+workers = 1
+client_ca = $TC/octavia/certs/ca.pem
+[task_flow]
+jobboard_enabled = False
+[oslo_messaging]
+topic = octavia_prov
+[certificates]
+ca_certificate = $TC/octavia/certs/ca.pem
+ca_private_key = $TC/octavia/certs/ca.key
+server_certs_key_passphrase = $(cat "$TC/octavia/certs/passphrase")
+[oslo_concurrency]
+lock_path = $TC/octavia/lock
+C
+    authtoken keystone_authtoken octavia; authtoken service_auth octavia; } | put "$ETC/octavia/octavia.conf" octavia 640 octavia-all
+  register 'octavia:load-balancer:http://127.0.0.1:9876'
+  once octavia-db-sync "$(pkgver python3-octavia)" runuser -u octavia -- octavia-db-manage \
+    --config-file "$ETC/octavia/octavia.conf" upgrade head
+  if dirty octavia-all; then DIRTY="$DIRTY octavia-api octavia-worker "; fi
+  for s in api worker; do
+    daemon "octavia-$s" octavia "/usr/bin/octavia-$s" --config-file "$ETC/octavia/octavia.conf" --log-file "$LOGS/octavia-$s.log"
+  done
+}
+
 # --- client config ------------------------------------------------------------------------------
 client_config() {
   put "$TC/clouds.yaml" root 600 client <<Y
@@ -493,10 +552,12 @@ glance_up
 placement_up
 neutron_up
 nova_up
+octavia_up
 up glance-api 90 http_ok http://127.0.0.1:9292/
 up placement-api 90 http_ok http://127.0.0.1:8778/
 up neutron-server 120 http_ok http://127.0.0.1:9696/
 up nova-api 120 http_ok http://127.0.0.1:8774/
+up octavia-api 120 http_ok http://127.0.0.1:9876/
 # a compute host in the cell (the scheduler discovers it every 2 s), a tiny image, flavors,
 # the external network 'public', roomy quotas for admin
 setup_cloud resources >>"$LOGS/setup.log" 2>&1 || { tail -20 "$LOGS/setup.log" >&2; die "setup_cloud.py resources failed (log: $LOGS/setup.log)"; }

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from infra.cloud.expected import expected
+from infra.cloud.loadbalancers import COMPONENT as BALANCERS
+from infra.cloud.loadbalancers import balancer_specs
 from infra.cloud.network import COMPONENT as NETWORK
 from infra.cloud.network import subnet_plan
 from infra.cloud.nodes import host_component, host_labels
@@ -58,6 +60,8 @@ class CloudEnv:
     servers: dict[str, Any] = field(default_factory=dict)
     router: Any = None
     floating_ip: Any = None
+    balancers: dict[str, Any] = field(default_factory=dict)  # key -> load balancer (Octavia)
+    pools: dict[str, Any] = field(default_factory=dict)
 
 
 def build(conn: Any, model: StackModel, wait: bool = True) -> CloudEnv:
@@ -98,7 +102,39 @@ def build(conn: Any, model: StackModel, wait: bool = True) -> CloudEnv:
     for key, container in backup_containers(t).items():
         conn.object_store.create_container(name=container)
         conn.object_store.set_container_metadata(container, **t.metadata(STORAGE, **{"govcloud-backup-of": key}))
+    if conn.has_service("load-balancer"):
+        _balancers(conn, env, t)
     if wait:
         for name, server in env.servers.items():
             env.servers[name] = conn.compute.wait_for_server(server, status="ACTIVE", wait=180)
     return env
+
+
+def _balancers(conn: Any, env: CloudEnv, t: Tagger) -> None:
+    """The kube-api and ingress load balancers with listener, pool, monitor and members, as ``Balancer`` makes them
+    (Octavia takes one change at a time per load balancer: each step waits for ACTIVE)."""
+    lbs, tags = conn.load_balancer, t.tags(BALANCERS)
+    members = {b.key: b.members for b in expected(env.model).balancers}
+    for spec in balancer_specs(env.model):
+        lb = lbs.create_load_balancer(name=t.name(spec.key), description=t.describe(BALANCERS, f"{spec.key} load balancer"),
+                                      vip_subnet_id=env.subnets[spec.subnet].id, tags=tags)
+
+        def settled(lb: Any = lb) -> Any:
+            return lbs.wait_for_load_balancer(lb.id, status="ACTIVE", failures=["ERROR"], interval=0.5, wait=120)
+
+        settled()
+        listener = lbs.create_listener(name=t.name(spec.key, str(spec.port)), load_balancer_id=lb.id, protocol="TCP",
+                                       protocol_port=spec.port, allowed_cidrs=list(spec.allowed_cidrs), tags=tags)
+        settled()
+        pool = lbs.create_pool(name=t.name(spec.key), listener_id=listener.id, protocol="TCP",
+                               lb_algorithm="LEAST_CONNECTIONS", tags=tags)
+        settled()
+        lbs.create_health_monitor(name=t.name(spec.key, "monitor"), pool_id=pool.id, type=spec.monitor,
+                                  delay=5, timeout=3, max_retries=3, max_retries_down=3,
+                                  **({"url_path": spec.url_path, "expected_codes": "200"} if spec.url_path else {}))
+        settled()
+        for name in members[spec.key]:
+            lbs.create_member(pool, name=name, address=env.ports[name].fixed_ips[0]["ip_address"],
+                              protocol_port=spec.member_port, tags=tags)
+            settled()
+        env.balancers[spec.key], env.pools[spec.key] = settled(), pool

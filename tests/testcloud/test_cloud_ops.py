@@ -50,7 +50,8 @@ def test_cloud_layer_reports_what_is_broken(env: CloudEnv, os_conn: Any) -> None
     checks = cloud_layer(model, os_conn)
     assert [c for c in checks if c.status != OK] == []
     assert {c.name for c in checks} >= {"networks", "subnets", "routers", "security groups", "floating ips",
-                                        "backup containers", *(f"server {n}" for n in env.servers)}
+                                        "backup containers", *(f"server {n}" for n in env.servers),
+                                        "load balancer kube-api", "load balancer ingress"}
 
     worker = next(n for n, s in env.servers.items() if s.metadata["govcloud-role"] == "worker")
     os_conn.compute.stop_server(env.servers[worker])
@@ -58,9 +59,23 @@ def test_cloud_layer_reports_what_is_broken(env: CloudEnv, os_conn: Any) -> None
     os_conn.network.update_ip(env.floating_ip, port_id=None)
     os_conn.network.delete_security_group(env.groups["data"])
     os_conn.network.update_router(env.router, external_gateway_info={})
+    lbs = os_conn.load_balancer
+    only = next(m for m in lbs.members(env.pools["ingress"]) if m.name == worker)  # the ingress pool's only member
+    lbs.delete_member(only, env.pools["ingress"], ignore_missing=False)
+    lbs.wait_for_load_balancer(env.balancers["ingress"].id, status="ACTIVE", interval=0.5, wait=60)
+    api_listener = next(iter(lbs.listeners(loadbalancer_id=env.balancers["kube-api"].id)))
+    lbs.delete_pool(env.pools["kube-api"])  # its monitor and members go with it
+    lbs.wait_for_load_balancer(env.balancers["kube-api"].id, status="ACTIVE", interval=0.5, wait=60)
+    lbs.delete_listener(api_listener)
+    lbs.wait_for_load_balancer(env.balancers["kube-api"].id, status="ACTIVE", interval=0.5, wait=60)
 
     bad = {c.name: c for c in cloud_layer(model, os_conn) if c.status != OK}
-    assert set(bad) == {f"server {worker}", "floating ips", "security groups", "routers"}
+    assert set(bad) == {f"server {worker}", "floating ips", "security groups", "routers",
+                        "load balancer ingress", "load balancer kube-api"}
+    assert bad["load balancer ingress"].status == DOWN and f"no members (expected {worker})" in bad[
+        "load balancer ingress"].detail
+    assert bad["load balancer kube-api"].status == DOWN and "no listener on port 6443" in bad[
+        "load balancer kube-api"].detail
     assert bad[f"server {worker}"].status == DOWN and "SHUTOFF" in bad[f"server {worker}"].detail
     assert bad["floating ips"].status == DEGRADED and env.floating_ip.floating_ip_address in bad["floating ips"].detail
     assert bad["security groups"].status == DOWN and Tagger(model.name).name("data", "data") in bad["security groups"].detail
@@ -84,13 +99,12 @@ def test_inventory_from_the_cloud_has_the_shape_of_the_one_from_outputs(env: Clo
         if server.metadata["govcloud-role"] != "bastion":
             nodes.setdefault(server.metadata["govcloud-pool"], []).append(
                 {"name": name, "address": address(name), "role": server.metadata["govcloud-role"]})
-    first_cp = nodes["control-plane"][0]["address"]
-    outputs = {  # what `pulumi stack output --json` prints for this fleet on a cloud without Octavia
+    outputs = {  # what `pulumi stack output --json` prints for this fleet
         "stack": model.name,
         "bastion": {"name": bastion, "address": env.floating_ip.floating_ip_address,
                     "private_address": address(bastion)},
         "nodes": nodes,
-        "kubernetes": {"api_endpoint": f"https://{first_cp}:6443", "version": model.cluster.kubernetes_version,
+        "kubernetes": {"api_endpoint": f"https://{env.balancers['kube-api'].vip_address}:6443", "version": model.cluster.kubernetes_version,
                        "pod_cidr": str(model.cluster.pod_cidr), "service_cidr": str(model.cluster.service_cidr)},
         "backup_containers": {"restic": f"govcloud-{model.name}-backups",
                               "etcd": f"govcloud-{model.name}-backup-etcd"},
@@ -128,6 +142,7 @@ def test_sweep_leaves_nothing_and_can_be_rerun(os_conn: Any) -> None:
         dry = json.loads(listed.stdout)
         kinds = [f["kind"] for f in dry["found"]]
         assert kinds.count("server") == 3 and kinds.count("network") == 4 and kinds.count("container") == 2
+        assert kinds.count("load balancer") == 2  # deleted with cascade: listeners, pools, monitors, members
         assert {"keypair", "server group", "floating ip", "router", "router interface", "port", "subnet",
                 "security group"} <= set(kinds)
         assert dry["deleted"] == [] and len(leftovers(os_conn, model.name, (neighbour.name,))) == len(dry["found"])
