@@ -277,6 +277,7 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
             pg_pid = int((server.socket_dir.parent / "data" / "postmaster.pid").read_text().split()[0])
             who = {"payment": procs["payment"].pid, "switch": procs["switch"].pid, "postgres": pg_pid}
             cpu0 = {k: cpu_seconds(v) for k, v in who.items()}
+            load_start = os.getloadavg()[0]
             t_start, cpu_start = time.time(), time.process_time()
             if rate:  # open loop: arrivals at a fixed rate whatever the answers (concurrency still capped)
                 tasks = []
@@ -323,7 +324,7 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
         print("CPU per paid order: " + ", ".join(f"{k} {v / n * 1000:.2f} ms" for k, v in cpu.items())
               + f"; total {total / n * 1000:.2f} ms")
         print(f"  => ceiling on 2 dedicated cores: {2 * n / total:.0f} payments/s (machine shared: load average "
-              f"{os.getloadavg()[0]:.1f} at the end)")
+              f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
         print(f"ledger balanced: {check['balanced']}  transactions: {check['transactions']}")
     finally:
         for p in procs.values():
