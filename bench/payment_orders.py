@@ -301,6 +301,9 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
         with psycopg.connect(server.dsn(pay_db)) as conn:
             closed = dict(conn.execute("SELECT id, extract(epoch FROM closed_at) FROM orders WHERE status = 'paid'")
                           .fetchall())
+            # orders created by one transaction share created_at, orders paid by one statement share closed_at
+            groups = conn.execute("SELECT count(*)::float / count(DISTINCT created_at),"
+                                  " count(*)::float / count(DISTINCT closed_at) FROM orders").fetchone() or (0, 0)
         if len(closed) != n:
             raise SystemExit(f"{len(closed)} of {n} orders paid")
         paid = [float(closed[k]) - sent[k] for k in sent]
@@ -318,6 +321,7 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
         print(f"create → paid (closed_at) p50 {pct(paid, 50):7.1f} ms  p99 {pct(paid, 99):7.1f} ms  "
               f"max {max(paid) * 1000:7.1f} ms")
         print(f"create → portal notified  p50 {pct(notified, 50):7.1f} ms  p99 {pct(notified, 99):7.1f} ms")
+        print(f"batches (mean): {groups[0]:.1f} orders per create transaction, {groups[1]:.1f} per callback batch")
         print(f"load generator + stub CPU per order {(gen_cpu / n) * 1000:.2f} ms  "
               f"(one healthz round trip {ping_cpu * 1000:.2f} ms)")
         total = sum(cpu.values())
