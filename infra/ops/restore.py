@@ -37,6 +37,7 @@ class DrillResult:
     tables: int = 0
     rows: int = 0
     detail: str = ""
+    schema: str = ""  # the restored schema's version, and whether the component brought it forward on start
 
 
 def _pipe_snapshot(repo: Restic, snap: Snapshot, filename: str, runtime: Runtime, component: str,
@@ -187,8 +188,8 @@ def restore(model: StackModel, runtime: Runtime, component: str, say: Progress,
     if not forward_ok:
         raise BackupError(f"{component}: restored and verified, but {words}")
     rpo = (datetime.now(UTC) - snap.time.astimezone(UTC)).total_seconds()
-    return DrillResult(component, "database", True, snap.id, time.monotonic() - start, rpo,
-                       detail="; ".join(w for w in ("facts match", words) if w))
+    return DrillResult(component, "database", True, snap.id, time.monotonic() - start, rpo, detail="facts match",
+                       schema=words)
 
 
 def _find(repo: Restic, snapshot_id: str) -> Snapshot:

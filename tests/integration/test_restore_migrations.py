@@ -98,7 +98,7 @@ def test_backup_from_before_a_migration_restores_forward_and_a_newer_one_is_refu
 
     # in place: the live ledger (at the new schema) gets the older backup back, brought forward the same way
     restored = govcloud("restore", "-s", stack, "-c", "payment", "--yes")
-    assert f"verified (facts match; {forward}" in restored.stdout, restored.stdout
+    assert "verified (facts match) in " in restored.stdout and f"s; {forward}" in restored.stdout, restored.stdout
     assert psql(rt, "SELECT max(name) FROM schema_migrations") == last
     assert psql(rt, "SELECT matched, source, settlement_sha256 IS NULL FROM reconciliations ORDER BY id") == "3|switch|t"
     assert psql(rt, "SELECT count(*), sum(amount) FROM entries") == "2|0"
