@@ -253,10 +253,10 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
 
             # baseline 2: the same server's cheapest round trip, same client, same concurrency
             await asyncio.gather(*(ping(i) for i in range(200)))
-            t0, cpu0 = time.perf_counter(), time.process_time()
+            t0, ping_cpu0 = time.perf_counter(), time.process_time()
             await asyncio.gather(*(ping(i) for i in range(n)))
             http_rate = n / (time.perf_counter() - t0)
-            ping_cpu = (time.process_time() - cpu0) / n
+            ping_cpu = (time.process_time() - ping_cpu0) / n
             sent: dict[str, float] = {}
             create_lat: list[float] = []
             body = b'{"kind":"fee","service_id":"passport-renewal","channel":"mtn-cash","payer_account":"%s"}'
@@ -277,6 +277,7 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
             pg_pid = int((server.socket_dir.parent / "data" / "postmaster.pid").read_text().split()[0])
             who = {"payment": procs["payment"].pid, "switch": procs["switch"].pid, "postgres": pg_pid}
             cpu0 = {k: cpu_seconds(v) for k, v in who.items()}
+            load_start = os.getloadavg()[0]
             t_start, cpu_start = time.time(), time.process_time()
             if rate:  # open loop: arrivals at a fixed rate whatever the answers (concurrency still capped)
                 tasks = []
@@ -298,8 +299,11 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
             cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in who.items()}
             cpu["load generator + portal stub"] = gen_cpu
         with psycopg.connect(server.dsn(pay_db)) as conn:
-            closed = dict(conn.execute("SELECT id, extract(epoch FROM closed_at) FROM orders WHERE status = 'paid'")
-                          .fetchall())
+            closed: dict[str, float] = dict(conn.execute(
+                "SELECT id, extract(epoch FROM closed_at) FROM orders WHERE status = 'paid'").fetchall())
+            # orders created by one transaction share created_at, orders paid from one callback batch closed_at
+            groups = conn.execute("SELECT count(*)::float / count(DISTINCT created_at),"
+                                  " count(*)::float / count(DISTINCT closed_at) FROM orders").fetchone() or (0, 0)
         if len(closed) != n:
             raise SystemExit(f"{len(closed)} of {n} orders paid")
         paid = [float(closed[k]) - sent[k] for k in sent]
@@ -317,13 +321,14 @@ async def run_processes(n: int, conc: int, pool_size: int, server: testing.PgSer
         print(f"create → paid (closed_at) p50 {pct(paid, 50):7.1f} ms  p99 {pct(paid, 99):7.1f} ms  "
               f"max {max(paid) * 1000:7.1f} ms")
         print(f"create → portal notified  p50 {pct(notified, 50):7.1f} ms  p99 {pct(notified, 99):7.1f} ms")
+        print(f"batches (mean): {groups[0]:.1f} orders per create transaction, {groups[1]:.1f} per callback batch")
         print(f"load generator + stub CPU per order {(gen_cpu / n) * 1000:.2f} ms  "
               f"(one healthz round trip {ping_cpu * 1000:.2f} ms)")
         total = sum(cpu.values())
         print("CPU per paid order: " + ", ".join(f"{k} {v / n * 1000:.2f} ms" for k, v in cpu.items())
               + f"; total {total / n * 1000:.2f} ms")
         print(f"  => ceiling on 2 dedicated cores: {2 * n / total:.0f} payments/s (machine shared: load average "
-              f"{os.getloadavg()[0]:.1f} at the end)")
+              f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
         print(f"ledger balanced: {check['balanced']}  transactions: {check['transactions']}")
     finally:
         for p in procs.values():

@@ -4,6 +4,8 @@
 #                            written to /tmp/govcloud-facts-DB.json (read them with `facts-of-dump`)
 #   pg-backup.sh facts DB    facts (per-table row count + content checksum) of the live database
 #   pg-backup.sh facts-of-dump DB   the facts saved by the last dump of DB
+#   pg-backup.sh schema DB   the migrations applied (schema_migrations, in order) as a JSON list; null without one
+#   pg-backup.sh schema-of-dump DB  the same, of the snapshot the last dump of DB was taken from
 #   pg-backup.sh restore DB [TARGET]  dump on stdin restored into TARGET (default DB), owned by DB's role
 set -euo pipefail
 export PATH=/usr/lib/postgresql/15/bin:$PATH
@@ -28,12 +30,26 @@ SELECT pg_temp.govcloud_facts();
 SQL
 }
 
-cmd=${1:?usage: pg-backup.sh dump|facts|facts-of-dump|restore DB}
+schema_sql() {
+  # the schema version: every migration applied (govcloud_common.db.migrate's table), in name order
+  cat <<'SQL'
+CREATE OR REPLACE FUNCTION pg_temp.govcloud_schema() RETURNS json LANGUAGE plpgsql AS $f$
+DECLARE result json;
+BEGIN
+  IF to_regclass('schema_migrations') IS NULL THEN RETURN 'null'::json; END IF;
+  EXECUTE 'SELECT coalesce(json_agg(name ORDER BY name), ''[]''::json) FROM schema_migrations' INTO result;
+  RETURN result;
+END $f$;
+SELECT pg_temp.govcloud_schema();
+SQL
+}
+
+cmd=${1:?usage: pg-backup.sh dump|facts|facts-of-dump|schema|schema-of-dump|restore|drop DB}
 db=${2:?database name required}
 case "$cmd" in
   dump)
     out=/tmp/govcloud-facts-$db.json
-    rm -f "$out"
+    rm -f "$out" "/tmp/govcloud-schema-$db.json"
     # hold one REPEATABLE READ transaction open: its exported snapshot is what pg_dump dumps and
     # what the facts describe, so a restore can be verified exactly even while writes go on
     coproc SESSION { "${PSQL[@]}" -d "$db"; }
@@ -45,17 +61,28 @@ case "$cmd" in
     facts_sql > "/tmp/govcloud-facts-$db.sql"
     echo "\\i /tmp/govcloud-facts-$db.sql" >&3
     read -r facts <&4
+    schema_sql > "/tmp/govcloud-schema-$db.sql"
+    echo "\\i /tmp/govcloud-schema-$db.sql" >&3
+    read -r schema <&4
     echo "COMMIT;" >&3
     exec 3>&- 4<&-
     wait "$SESSION_PID" 2>/dev/null || true
     [ -n "$facts" ] || { echo "pg-backup.sh: no facts for $db" >&2; exit 1; }
+    [ -n "$schema" ] || { echo "pg-backup.sh: no schema version for $db" >&2; exit 1; }
     printf '%s\n' "$facts" > "$out"
+    printf '%s\n' "$schema" > "/tmp/govcloud-schema-$db.json"
     ;;
   facts)
     facts_sql | "${PSQL[@]}" -d "$db"
     ;;
   facts-of-dump)
     cat "/tmp/govcloud-facts-$db.json"
+    ;;
+  schema)
+    schema_sql | "${PSQL[@]}" -d "$db"
+    ;;
+  schema-of-dump)
+    cat "/tmp/govcloud-schema-$db.json"
     ;;
   restore)
     target=${3:-$db}

@@ -182,7 +182,8 @@ def restore(stack: str = StackOpt, component: str | None = typer.Option(None, "-
     if as_json:
         out.print_json(json.dumps(r.__dict__))
     else:
-        out.print(f"{component}: restored {r.snapshot}, verified ({r.detail}) in {r.rto_s:.1f}s")
+        out.print(f"{component}: restored {r.snapshot}, verified ({r.detail}) in {r.rto_s:.1f}s"
+                  + (f"; {r.schema}" if r.schema else ""))
 
 
 def register(app: typer.Typer) -> None:

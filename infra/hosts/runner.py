@@ -7,6 +7,7 @@ the host, the task and the module's message on one line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -102,6 +103,20 @@ def _path(path: str) -> Iterator[None]:
             os.environ["PATH"] = before
 
 
+FACT_CACHE_SECONDS = 86400
+
+
+def fact_cache(inventory: Path) -> Path:
+    """Where facts are kept beside the inventory (``gathering = smart`` then skips gathering on a re-run,
+    for a day). The folder is named after the inventory's content: a rebuilt inventory (a host replaced, an
+    address changed) starts from fresh facts."""
+    try:
+        digest = hashlib.sha256(Path(inventory).read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "unread"
+    return Path(inventory).resolve().parent / ".facts" / digest
+
+
 def run_playbook(
     playbook: str,
     inventory: Path,
@@ -127,6 +142,7 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(playbooks_dir / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(playbooks_dir / "roles"),
         "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": str(FACT_CACHE_SECONDS),
         **(envvars or {}),
     }
     with tempfile.TemporaryDirectory(prefix="govcloud-runner-") as tmp, _path(env["PATH"]):
@@ -143,6 +159,7 @@ def run_playbook(
             skip_tags=skip_tags,
             cmdline=cmdline or None,
             envvars=env,
+            fact_cache=str(fact_cache(inventory)),  # absolute: ansible-runner would keep it in this run's artifacts
             event_handler=events,
             quiet=True,
             suppress_env_files=True,

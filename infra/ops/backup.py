@@ -1,7 +1,8 @@
 """``govcloud backup``: each component's data streamed into the stack's restic repository.
 
 What is backed up follows from the contracts: every declared ``database`` (dumped by the postgres
-component from one snapshot, with the facts of that snapshot: rows and checksums per table), every
+component from one snapshot, with the facts of that snapshot: rows and checksums per table, and its schema version
+(the last migration applied, a tag of the facts snapshot: ``infra.ops.schema``)), every
 ``backup`` hook (e.g. CA keys, already encrypted), and the stack's state (generated secrets).
 A dump that fails part-way never leaves a snapshot behind (restic cannot see a producer's exit code).
 """
@@ -151,7 +152,7 @@ def run_backup(model: StackModel, runtime: Runtime, say: Progress, only: str | N
                         raise BackupError(f"{item.key}: facts of the dump missing; no snapshot kept")
                     result.facts = json.loads(facts.stdout)
                     repo.backup_stdin(f"{item.component}.facts.json", _bytes_io(facts.stdout),
-                                      tags(model, item, run_id, kind="facts"))
+                                      tags(model, item, run_id, kind="facts") + schema_tag(runtime, spec.database))
         except (BackupError, ResticError) as exc:
             result = ItemResult(item, False, error=str(exc))
         result.seconds = (datetime.now(UTC) - start).total_seconds()
@@ -168,6 +169,15 @@ def run_backup(model: StackModel, runtime: Runtime, say: Progress, only: str | N
             say(f"retention: FAILED {exc}")
         results.append(retention)
     return results
+
+
+def schema_tag(runtime: Runtime, database: str) -> list[str]:
+    """``schema=<last migration applied>`` of the snapshot the dump was taken from (``infra.ops.schema``); none
+    when the database has no migrations table (or the postgres image predates the command)."""
+    from infra.ops import schema
+
+    res = runtime.exec("postgres", [PG_TOOL, "schema-of-dump", database])
+    return schema.tag_for(schema.parse(res.stdout) if res.returncode == 0 else None)
 
 
 def latest(repo: Restic, model: StackModel) -> dict[str, Snapshot]:

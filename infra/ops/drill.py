@@ -31,7 +31,7 @@ from typing import Any
 from infra.contract import load_components
 from infra.manifests.workloads import stack_components
 from infra.model import StackModel, load_stack
-from infra.ops import envs
+from infra.ops import envs, schema
 from infra.ops.backup import PG_TOOL, BackupError, Item, latest, plan
 from infra.ops.health import DOWN, Check, overall, run_health
 from infra.ops.repository import open_existing
@@ -106,6 +106,7 @@ def choose(repo: Restic, model: StackModel, snapshot: str | None = None, only: s
                 raise BackupError(f"{item.component}: snapshot {snap.id} has no facts to verify against; "
                                   "take a new backup")
             facts = same_run[-1]
+            schema.refuse_newer(item.component, snap, facts)
         chosen.append(Chosen(item, snap, facts))
     return chosen
 
@@ -178,11 +179,15 @@ def _restore_databases(repo: Restic, runtime: Runtime, chosen: list[Chosen], clo
 
 def _verify_hooks(repo: Restic, runtime: Runtime, chosen: list[Chosen], clock: _Clock, say: Progress,
                   results: dict[str, DrillResult]) -> None:
-    """Each restored component's own verification on the running drill stack, and every hook stream intact."""
+    """Each restored database brought forward to its code's schema on start, each restored component's own
+    verification on the running drill stack, and every hook stream intact."""
     specs = load_components()
     for c in chosen:
         spec = specs.get(c.item.component)
         r = results[c.item.key]
+        if c.item.kind == "database" and spec is not None and spec.database and r.ok:
+            r.ok, words = schema.forward(runtime, spec.name, spec.database, c.facts)  # the schema came forward
+            r.detail += f"; {words}" if words else ""
         if c.item.kind == "database" and spec is not None and spec.backup and r.ok:
             say(f"{c.item.component}: {' '.join(spec.backup.verify)}")
             res = runtime.exec(spec.name, spec.backup.verify)

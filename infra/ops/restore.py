@@ -2,7 +2,8 @@
 
 A restore never loses what is there now: it first takes a safety backup of the current data, stops
 the component, restores, verifies the restored facts against the snapshot's facts, and on any failure
-puts the safety backup back. A drill ``--beside`` restores into a scratch database next to the live one and
+puts the safety backup back. The data comes back at the schema it was dumped at and the component migrates it
+forward when it starts again; a backup at a schema newer than the code is refused first (``infra.ops.schema``). A drill ``--beside`` restores into a scratch database next to the live one and
 verifies the same facts, measuring RTO (restore + verify time) and RPO (age of the snapshot): quick, but it
 proves neither the state (secrets) nor that the platform starts on its backups; ``infra.ops.drill`` does both.
 """
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 
 from infra.contract import ComponentSpec, load_components
 from infra.model import StackModel
+from infra.ops import schema
 from infra.ops.backup import PG_TOOL, BackupError, latest, plan, run_backup
 from infra.ops.repository import open_repository
 from infra.ops.restic import Restic, ResticError, Snapshot
@@ -35,6 +37,7 @@ class DrillResult:
     tables: int = 0
     rows: int = 0
     detail: str = ""
+    schema: str = ""  # the restored schema's version, and whether the component brought it forward on start
 
 
 def _pipe_snapshot(repo: Restic, snap: Snapshot, filename: str, runtime: Runtime, component: str,
@@ -117,6 +120,8 @@ def drill(model: StackModel, runtime: Runtime, say: Progress, only: str | None =
         start = time.monotonic()
         try:
             snap, facts_snap = _snapshots_for(repo, model, item.component, item.kind)
+            if item.kind == "database":
+                schema.refuse_newer(item.component, snap, facts_snap)
             rpo = (datetime.now(UTC) - snap.time.astimezone(UTC)).total_seconds()
             say(f"{item.key}: restoring {snap.id} into a scratch copy")
             if item.kind == "database":
@@ -160,6 +165,7 @@ def restore(model: StackModel, runtime: Runtime, component: str, say: Progress,
     repo = open_repository(model)
     snap, facts_snap = _snapshots_for(repo, model, component, "database", snapshot)
     assert facts_snap is not None
+    schema.refuse_newer(component, snap, facts_snap)  # before the safety backup: a refusal changes nothing
     start = time.monotonic()
     say(f"{component}: safety backup of the current data first")
     safety = run_backup(model, runtime, say, only=component)
@@ -177,9 +183,13 @@ def restore(model: StackModel, runtime: Runtime, component: str, say: Progress,
                               expected_facts=safety_facts)
             raise BackupError(f"{component}: restore failed and was rolled back: {outcome}")
     finally:
-        runtime.scale(component, running=True)
+        runtime.scale(component, running=True)  # it migrates on start: the restored schema comes forward
+    forward_ok, words = schema.forward(runtime, component, spec.database, facts_snap)
+    if not forward_ok:
+        raise BackupError(f"{component}: restored and verified, but {words}")
     rpo = (datetime.now(UTC) - snap.time.astimezone(UTC)).total_seconds()
-    return DrillResult(component, "database", True, snap.id, time.monotonic() - start, rpo, detail="facts match")
+    return DrillResult(component, "database", True, snap.id, time.monotonic() - start, rpo, detail="facts match",
+                       schema=words)
 
 
 def _find(repo: Restic, snapshot_id: str) -> Snapshot:

@@ -16,5 +16,5 @@ def test_snapshot_id_from_the_summary_among_progress_and_noise() -> None:
 
 
 def test_no_summary_names_what_was_backed_up() -> None:
-    with pytest.raises(ResticError, match="^restic backup of x.json: no summary in output$"):
+    with pytest.raises(ResticError, match=r"^restic backup of x\.json: no summary in output$"):
         _snapshot_id(json.dumps({"message_type": "status"}).encode(), "restic backup of x.json")

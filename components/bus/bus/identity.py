@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from govcloud_common.x509sig import issued_by, ocsp_signed
 
 log = logging.getLogger("bus.identity")
 _MEMBER = re.compile(r"([a-z][a-z0-9-]{0,30})\.([a-z0-9]+)\.bus\.([a-z0-9.-]+)")
@@ -58,16 +58,6 @@ class ClientIdentity:
 
 def load_pem_chain(data: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(data)
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    if cert.issuer != ca.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 class RevocationChecker:
@@ -149,18 +139,7 @@ class RevocationChecker:
 
     @staticmethod
     def _ocsp_signed(answer: ocsp.OCSPResponse, issuer: x509.Certificate) -> bool:
-        candidates = [issuer]
-        for responder in answer.certificates:  # delegated responder: issued by the CA, with OCSPSigning
-            try:
-                eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            except x509.ExtensionNotFound:
-                continue
-            if ExtendedKeyUsageOID.OCSP_SIGNING in eku and _issued_by(responder, issuer):
-                candidates.append(responder)
-        from bus.msglog import verify_signature_raw
-
-        return any(verify_signature_raw(c, answer.signature, answer.tbs_response_bytes,
-                                        answer.signature_hash_algorithm) for c in candidates)
+        return ocsp_signed(answer, issuer)  # the CA, or a responder it delegated (the same check as govcloud's)
 
     async def _crl(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[str, float] | None:
         try:
@@ -233,7 +212,7 @@ class IdentityVerifier:
 
     def _parse(self, der: bytes) -> tuple[ClientIdentity, x509.Certificate, x509.Certificate]:
         cert = x509.load_der_x509_certificate(der)
-        issuer = next((ca for ca in self.issuers if _issued_by(cert, ca)), None)
+        issuer = next((ca for ca in self.issuers if issued_by(cert, ca)), None)
         if issuer is None:
             raise Refused(403, "unknown-issuer",
                           f"client certificate issued by {cert.issuer.rfc4514_string()}, not by the platform CA")

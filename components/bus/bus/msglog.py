@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from govcloud_common.x509sig import issued_by, signed
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger("bus.msglog")
@@ -58,7 +58,7 @@ class Signer:
 
 
 def verify_signature(cert: x509.Certificate, signature: bytes, data: bytes) -> bool:
-    return verify_signature_raw(cert, signature, data, hashes.SHA256())
+    return signed(cert, signature, data, hashes.SHA256())
 
 
 @dataclass
@@ -183,7 +183,7 @@ def verify_log(conninfo: str = "", trusted: list[x509.Certificate] | None = None
     sealed = 0
     for chain, seq, digest, signature, cert_pem in seals:
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
-        if trusted is not None and not any(_issued_by(cert, ca) for ca in trusted):
+        if trusted is not None and not any(issued_by(cert, ca) for ca in trusted):
             problems.append(f"seal {chain}#{seq}: certificate {cert.subject.rfc4514_string()} is not from a trusted CA")
         if not verify_signature(cert, bytes(signature), seal_payload(chain, seq, digest)):
             problems.append(f"seal {chain}#{seq}: signature invalid (seal altered)")
@@ -194,26 +194,3 @@ def verify_log(conninfo: str = "", trusted: list[x509.Certificate] | None = None
             problems.append(f"seal {chain}#{seq}: sealed hash differs from the record's (chain rewritten)")
         sealed += 1
     return {"ok": not problems, "records": counts, "seals": sealed, "problems": problems}
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def verify_signature_raw(cert: x509.Certificate, signature: bytes, data: bytes, algorithm: Any) -> bool:
-    """Verify ``signature`` over ``data`` with ``cert``'s key and the given hash (OCSP responses, seals)."""
-    pub = cert.public_key()
-    try:
-        if isinstance(pub, ec.EllipticCurvePublicKey):
-            pub.verify(signature, data, ec.ECDSA(algorithm))
-        elif isinstance(pub, rsa.RSAPublicKey):
-            pub.verify(signature, data, padding.PKCS1v15(), algorithm)
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True

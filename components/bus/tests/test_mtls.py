@@ -53,12 +53,18 @@ async def test_foreign_ca_is_refused_in_the_handshake_with_unknown_ca(harness) -
     assert "alert unknown ca" in chain(info.value).lower(), chain(info.value)
 
 
-async def test_expired_certificate_is_refused(harness) -> None:
-    async with harness.client("expired") as c:
+async def refusal(harness, client: str) -> dict:
+    """The bus's problem document refusing a request made with ``client``'s certificate (HTTP 403)."""
+    async with harness.client(client) as c:
         r = await c.get(PERSON)
     assert r.status_code == 403
-    assert r.json()["type"] == "urn:govcloud:bus:certificate-expired"
-    assert "expired at" in r.json()["detail"]
+    return r.json()
+
+
+async def test_expired_certificate_is_refused(harness) -> None:
+    problem = await refusal(harness, "expired")
+    assert problem["type"] == "urn:govcloud:bus:certificate-expired"
+    assert "expired at" in problem["detail"]
 
 
 async def test_revoked_certificate_is_refused_via_ocsp_and_cached(harness) -> None:
@@ -91,33 +97,19 @@ async def test_certificate_for_another_purpose_is_refused_in_the_handshake(harne
     assert "alert unsupported certificate" in chain(info.value).lower(), chain(info.value)
 
 
-async def test_certificate_naming_no_member_is_refused(harness) -> None:
-    async with harness.client("anonymous") as c:
-        r = await c.get(PERSON)
-    assert r.status_code == 403
-    assert r.json()["type"] == "urn:govcloud:bus:not-a-bus-client-certificate"
-
-
-async def test_member_name_of_another_domain_is_refused(harness) -> None:
-    async with harness.client("other-domain") as c:
-        r = await c.get(PERSON)
-    assert r.status_code == 403
-    assert r.json()["type"] == "urn:govcloud:bus:not-a-bus-client-certificate"
-
-
-async def test_unregistered_member_is_refused(harness) -> None:
-    async with harness.client("stranger") as c:
-        r = await c.get(PERSON)
-    assert r.status_code == 403
-    assert r.json()["type"] == "urn:govcloud:bus:unknown-member"
+@pytest.mark.parametrize(("client", "problem"), [
+    ("anonymous", "not-a-bus-client-certificate"),     # a certificate naming no member
+    ("other-domain", "not-a-bus-client-certificate"),  # a member name of another domain
+    ("stranger", "unknown-member"),                    # a member the registry does not know
+])
+async def test_client_that_is_no_known_member_is_refused(harness, client: str, problem: str) -> None:
+    assert (await refusal(harness, client))["type"] == f"urn:govcloud:bus:{problem}"
 
 
 async def test_no_access_right_is_refused(harness) -> None:
-    async with harness.client("clinic") as c:
-        r = await c.get(PERSON)
-    assert r.status_code == 403
-    assert r.json()["type"] == "urn:govcloud:bus:access-denied"
-    assert "moh/clinic has no access right to cra/population/persons" in r.json()["detail"]
+    problem = await refusal(harness, "clinic")
+    assert problem["type"] == "urn:govcloud:bus:access-denied"
+    assert "moh/clinic has no access right to cra/population/persons" in problem["detail"]
 
 
 async def test_refusal_for_a_soap_client_is_a_fault(harness) -> None:

@@ -83,6 +83,7 @@ def app_from_env() -> FastAPI:
         order_ttl=timedelta(minutes=int(Settings.setting("order-ttl-minutes", "90"))),
         pool_max=int(Settings.setting("pool-max", "16")), run_workers=True,
         rtp_batch=int(Settings.setting("rtp-batch", "64")),
+        create_batch=int(Settings.setting("create-batch", "64")),
         worker_interval_s=float(Settings.setting("worker-interval-s", "1")),
         notify=NotifyConfig(client=AioClient(timeout=10.0, limit=LIMIT),  # type: ignore[arg-type]
                             portal_url=Settings.url("portal"), portal_key=Settings.secret("notify-key"),

@@ -1,7 +1,8 @@
 """Backup hook of the ledger database: ``python -m payment.backup dump|restore|verify``.
 
-dump writes every table (COPY, text format) to stdout as frames ``{"table": t, "bytes": n}\\n`` + n bytes; restore
-reads that from stdin into a migrated database (emptied first) in one transaction - kept balances are recomputed from
+dump writes every table (COPY, text format) to stdout as frames ``{"table": t, "columns": [...], "bytes": n}\\n`` + n
+bytes; restore reads that from stdin into a migrated database (emptied first) in one transaction, naming the columns,
+so a dump from before a migration that added columns restores after it (they take their defaults) - kept balances are recomputed from
 the entries by the ledger's own trigger, and the deferred balance check re-proves every transaction sums to zero;
 verify prints the books' invariants as JSON and exits 1 when they do not hold.
 """
@@ -29,41 +30,64 @@ def dump(out: BinaryIO, conninfo: str = "") -> dict[str, int]:
     with psycopg.connect(conninfo) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent snapshot
         for table in TABLES:
-            with conn.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+            cols = _columns(conn, table)
+            with conn.cursor().copy(f"COPY {table} ({', '.join(cols)}) TO STDOUT") as copy:
                 for chunk in copy:
                     data = bytes(chunk)
-                    out.write(json.dumps({"table": table, "bytes": len(data)}).encode() + b"\n" + data)
+                    out.write(json.dumps({"table": table, "columns": cols, "bytes": len(data)}).encode() + b"\n" + data)
                     sizes[table] = sizes.get(table, 0) + len(data)
         out.write(json.dumps({"end": True}).encode() + b"\n")
     out.flush()
     return sizes
 
 
-def _frames(inp: BinaryIO) -> dict[str, list[bytes]]:
+def _columns(conn: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                                       "AND NOT attisdropped ORDER BY attnum", (table,))]
+
+
+def _copy_columns(conn: psycopg.Connection, table: str, dumped: list[str] | None, chunks: list[bytes]) -> list[str]:
+    """The columns a table's frames hold: as the frames name them, or (dumps from before they did) the first as many
+    of today's columns as a row has fields - migrations only ever add columns, at the end."""
+    have = _columns(conn, table)
+    if dumped is None:
+        return have[: chunks[0].split(b"\n", 1)[0].count(b"\t") + 1] if chunks else have
+    unknown = [c for c in dumped if c not in have]
+    if unknown:
+        raise ValueError(f"{table}: the backup has columns this schema does not ({', '.join(unknown)}): "
+                         "a backup from newer code")
+    return dumped
+
+
+def _frames(inp: BinaryIO) -> tuple[dict[str, list[bytes]], dict[str, list[str]]]:
     tables: dict[str, list[bytes]] = {}
+    columns: dict[str, list[str]] = {}
     while True:
         header = inp.readline()
         if not header:
             raise ValueError("truncated backup: no end marker")
         frame = json.loads(header)
         if frame.get("end"):
-            return tables
+            return tables, columns
         if frame.get("table") not in TABLES:
             raise ValueError(f"unknown table in backup: {frame.get('table')!r}")
         data = inp.read(frame["bytes"])
         if len(data) != frame["bytes"]:
             raise ValueError("truncated backup")
         tables.setdefault(frame["table"], []).append(data)
+        if "columns" in frame:
+            columns[frame["table"]] = [str(c) for c in frame["columns"]]
 
 
 def restore(inp: BinaryIO, conninfo: str = "") -> dict[str, int]:
-    tables = _frames(inp)  # read (and check) the whole backup before touching the database
+    tables, columns = _frames(inp)  # read (and check) the whole backup before touching the database
     db.migrate("payment", conninfo=conninfo)
     rows: dict[str, int] = {}
     with psycopg.connect(conninfo) as conn, conn.transaction():
         conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         for table in TABLES:
-            with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+            cols = _copy_columns(conn, table, columns.get(table), tables.get(table, []))
+            with conn.cursor().copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                 for chunk in tables.get(table, []):
                     copy.write(chunk)
             if table == "accounts":  # kept balances are recomputed from the entries as they are replayed

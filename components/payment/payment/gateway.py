@@ -79,6 +79,17 @@ class Callback(BaseModel):
     decided_at: datetime
 
 
+@dataclass
+class _Create:
+    """A fee-order create waiting for its group (Gateway._create_grouped)."""
+    key: str
+    digest: str
+    req: OrderRequest
+    order_id: str
+    fut: asyncio.Future[tuple[int, dict[str, Any]]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class Bill(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: str = Field(pattern=BILL_REF)
@@ -103,6 +114,8 @@ class PaymentConfig:
     notify: notify.NotifyConfig | None = None
     rtp_batch: int = 64            # requests to pay coalesced into one request to the switch (1 = single form only)
     rtp_flights: int = 1           # requests to the switch in flight at once; creates arriving meanwhile wait
+    create_batch: int = 64         # concurrent fee-order creates sharing one transaction (1 = each its own)
+    create_flights: int = 1        # such groups in flight at once; creates arriving meanwhile wait for the next
     pool: AsyncConnectionPool | None = field(default=None, repr=False)
 
 
@@ -203,6 +216,51 @@ WITH ord AS (
 )
 UPDATE idempotency SET status = 201, response = %(response)s WHERE scope = 'orders' AND key = %(key)s
 """
+# Concurrent fee-order creates in one transaction: every key claimed under its order's advisory lock, taken in
+# order id order (two groups never wait on each other in a cycle), with the channel and a stored answer ...
+CLAIM_MANY = """
+WITH u AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s) AS u(i int, order_id text, key text, digest text, channel text)
+), l AS (
+    SELECT pg_advisory_xact_lock(hashtextextended(order_id, 42)) FROM u ORDER BY order_id
+), ins AS (
+    INSERT INTO idempotency (scope, key, body_hash, created_at)
+    SELECT 'orders', u.key, u.digest, %(now)s FROM u WHERE (SELECT count(*) FROM l) > 0
+    ON CONFLICT DO NOTHING RETURNING key
+)
+SELECT u.i, EXISTS (SELECT 1 FROM ins WHERE ins.key = u.key), i.body_hash, i.status, i.response, c.kind
+FROM u
+LEFT JOIN idempotency i ON i.scope = 'orders' AND i.key = u.key AND i.status IS NOT NULL
+LEFT JOIN channels c ON c.id = u.channel AND c.enabled
+"""
+# ... then, after one request to the switch: the orders, their reservations (the legs of ledger.reserve_legs) and
+# stored answers, and the claims of the creates that failed withdrawn - one statement, then COMMIT.
+OPEN_ORDERS = """
+WITH u AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s) AS u(id text, service_id text, payee text, amount bigint, channel text,
+        payer_account text, switch_ref text, body text, key text, response text, legs jsonb, opened jsonb)
+), ord AS (
+    INSERT INTO orders (id, kind, service_id, bill_reference, payee, amount, currency, channel, payer_account, status,
+                        switch_ref, created_at, expires_at, body)
+    SELECT id, 'fee', service_id, NULL, payee, amount, 'SYP', channel, payer_account, 'pending', switch_ref, %(now)s,
+           %(expires)s, body FROM u
+    RETURNING id
+), opened AS (
+    INSERT INTO accounts (id, normal, no_overdraft, tracked)
+    SELECT DISTINCT a.* FROM u JOIN ord ON ord.id = u.id,
+        jsonb_to_recordset(u.opened) AS a(id text, normal text, no_overdraft bool, tracked bool)
+    ON CONFLICT DO NOTHING
+), tx AS (
+    INSERT INTO ledger_tx (order_id, kind, created_at) SELECT id, 'reserve', %(now)s FROM ord RETURNING id, order_id
+), posted AS (
+    INSERT INTO entries (tx_id, account, amount)
+    SELECT tx.id, l.account, l.amount FROM tx JOIN u ON u.id = tx.order_id,
+        jsonb_to_recordset(u.legs) AS l(account text, amount bigint)
+), withdrawn AS (
+    DELETE FROM idempotency WHERE scope = 'orders' AND key = ANY(%(undo)s) AND status IS NULL
+)
+UPDATE idempotency i SET status = 201, response = u.response FROM u WHERE i.scope = 'orders' AND i.key = u.key
+"""
 MAX_BATCH = 500  # decisions per batch callback
 RECENT_MAX = 10_000  # orders created here whose (immutable) fields the fast paid path reuses (~2 KB each)
 
@@ -267,6 +325,9 @@ class Gateway:
         self._rtp_waiting: list[tuple[dict[str, Any], asyncio.Future[str]]] = []  # creates waiting for the switch
         self._rtp_flights = 0
         self._rtp_tasks: set[asyncio.Task[None]] = set()
+        self._create_waiting: list[_Create] = []  # fee-order creates waiting for the next group
+        self._create_flights = 0
+        self._create_tasks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         await self.pool.open(wait=True)
@@ -344,9 +405,9 @@ class Gateway:
     # -- orders -----------------------------------------------------------------------------------------------------
 
     async def create_order(self, key: str | None, raw: bytes) -> tuple[int, dict[str, Any]]:
-        """One database transaction in two round trips (pipeline mode): BEGIN + claim the key under the order's
-        lock + look up the channel (and a stored answer); then, after the switch accepted the request to pay, the
-        order, its reservation in the ledger and the stored answer + COMMIT."""
+        """A create: claim the key under the order's lock, look up the channel (and a stored answer), ask the switch,
+        then write the order, its reservation in the ledger and the stored answer - one database transaction.
+        Concurrent fee-order creates share one transaction (``_create_grouped``), bill orders each have their own."""
         if not key or len(key) > 255:
             raise ApiError(400, "Idempotency-Key required", "every create carries an Idempotency-Key header (1-255)")
         try:
@@ -359,6 +420,12 @@ class Gateway:
         except ValidationError as exc:
             raise ApiError(422, "invalid order", json.dumps(exc.errors(include_url=False), default=str)) from None
         order_id = "PO" + hashlib.sha256(f"orders\0{key}".encode()).hexdigest()[:24]
+        if req.kind == "fee" and self.cfg.create_batch > 1:
+            return await self._create_grouped(_Create(key, digest, req, order_id))
+        return await self._create_one(key, digest, req, order_id)
+
+    async def _create_one(self, key: str, digest: str, req: OrderRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+        """One create in its own database transaction (bill orders; a fee order whose group failed)."""
         now = self.now()
         expires = now + self.cfg.order_ttl
         try:
@@ -420,6 +487,151 @@ class Gateway:
         if len(self.recent) > RECENT_MAX:
             self.recent.popitem(last=False)
         return 201, response
+
+    async def _create_grouped(self, item: _Create) -> tuple[int, dict[str, Any]]:
+        """Natural batching of fee-order creates (no timer): while ``create_flights`` groups are in flight, the
+        creates arriving wait, and then go together - one database transaction, one request to the switch."""
+        self._create_waiting.append(item)
+        if self._create_flights < self.cfg.create_flights:
+            self._create_flights += 1
+            task = asyncio.create_task(self._create_flush())
+            self._create_tasks.add(task)
+            task.add_done_callback(self._create_tasks.discard)
+        return await item.fut
+
+    async def _create_flush(self) -> None:
+        try:
+            while self._create_waiting:
+                group: list[_Create] = []
+                keys: set[str] = set()
+                rest: list[_Create] = []
+                for c in self._create_waiting:  # one create per key in a group: a twin waits for the next one
+                    if len(group) < self.cfg.create_batch and c.key not in keys:
+                        group.append(c)
+                        keys.add(c.key)
+                    else:
+                        rest.append(c)
+                self._create_waiting = rest
+                try:
+                    outcomes: list[tuple[int, dict[str, Any]] | ApiError] = await self._create_group(group)
+                except Exception as exc:  # the group's transaction is undone: each create on its own
+                    if not isinstance(exc, ApiError | psycopg.Error):
+                        log.exception("grouped create failed")
+                    outcomes = list(await asyncio.gather(*(self._create_one_outcome(c) for c in group)))
+                for c, outcome in zip(group, outcomes, strict=True):
+                    if c.fut.done():  # its request was cancelled
+                        continue
+                    if isinstance(outcome, ApiError):
+                        c.fut.set_exception(outcome)
+                    else:
+                        c.fut.set_result(outcome)
+        finally:
+            self._create_flights -= 1
+
+    async def _create_one_outcome(self, c: _Create) -> tuple[int, dict[str, Any]] | ApiError:
+        try:
+            return await self._create_one(c.key, c.digest, c.req, c.order_id)
+        except ApiError as exc:
+            return exc
+        except Exception:
+            log.exception("create failed")
+            return ApiError(500, "internal error", "retry with the same Idempotency-Key")
+
+    async def _create_group(self, group: list[_Create]) -> list[tuple[int, dict[str, Any]] | ApiError]:
+        """Fee-order creates in one transaction: every key claimed under its order's lock (taken in id order), one
+        request to the switch, the orders with their reservations and stored answers in one statement; a create that
+        fails (unknown channel or service, refused by the switch) has its claim withdrawn in that statement, so
+        nothing of it is written - as when its own transaction is undone."""
+        now = self.now()
+        expires = now + self.cfg.order_ttl
+        outcomes: list[tuple[int, dict[str, Any]] | ApiError | None] = [None] * len(group)
+        undo: list[str] = []  # keys claimed here whose create failed
+
+        def fail(i: int, exc: ApiError) -> None:
+            outcomes[i] = exc
+            undo.append(group[i].key)
+        async with self.pool.connection() as conn, conn.transaction():
+            claims = await (await conn.execute(CLAIM_MANY, {"now": now, "rows": Jsonb(
+                [{"i": i, "order_id": c.order_id, "key": c.key, "digest": c.digest, "channel": c.req.channel}
+                 for i, c in enumerate(group)], dumps=_dumps)}, prepare=True)).fetchall()
+            todo: list[tuple[int, str, dict[str, Any]]] = []  # (index, channel kind, fee)
+            for i, claimed, stored_hash, stored_status, stored_response, channel_kind in claims:
+                c = group[i]
+                if not claimed:
+                    stored = (stored_hash, stored_status, stored_response)
+                    if stored_status is None:  # a concurrent twin elsewhere committed after this statement began
+                        found = await (await conn.execute(
+                            "SELECT body_hash, status, response FROM idempotency WHERE scope = 'orders' AND key = %s"
+                            " AND status IS NOT NULL", (c.key,))).fetchone()
+                        if found is None:
+                            outcomes[i] = ApiError(409, "Idempotency-Key in use", "retry with the same Idempotency-Key")
+                            continue
+                        stored = found
+                    try:
+                        outcomes[i] = self._replay((stored[0], stored[1], json.loads(stored[2])), c.digest)
+                    except ApiError as exc:
+                        outcomes[i] = exc
+                    continue
+                if channel_kind is None:
+                    fail(i, ApiError(422, "unknown channel", c.req.channel))
+                    continue
+                assert c.req.service_id
+                try:
+                    fee = await self.cfg.fees.fee(c.req.service_id)
+                except UnknownService:
+                    fail(i, ApiError(404, "unknown service", c.req.service_id))
+                    continue
+                except FeeSourceError as exc:
+                    fail(i, ApiError(502, "fee unavailable", str(exc)))
+                    continue
+                todo.append((i, channel_kind, {"amount": fee.amount, "body": fee.body}))
+            items = [{"rtp_id": group[i].order_id, "amount": f["amount"], "currency": "SYP",
+                      "channel": {"kind": kind, "provider": group[i].req.channel, "account": group[i].req.payer_account},
+                      "payee": f"service:{group[i].req.service_id}", "expires_at": expires.isoformat()}
+                     for i, kind, f in todo]
+            refs: list[str | ApiError] = []
+            if len(items) == 1:
+                try:
+                    refs = [await self._rtp_one(items[0])]
+                except ApiError as exc:
+                    refs = [exc]
+            elif items:
+                try:
+                    refs = await self._rtp_many(items)
+                except ApiError as exc:
+                    refs = [exc] * len(items)
+            rows: list[dict[str, Any]] = []
+            made: list[tuple[int, dict[str, Any], str | None]] = []
+            for (i, _, f), ref in zip(todo, refs, strict=True):
+                c = group[i]
+                if isinstance(ref, ApiError):
+                    fail(i, ref)
+                    continue
+                payee = f"service:{c.req.service_id}"
+                response = _order_doc({
+                    "id": c.order_id, "kind": "fee", "service_id": c.req.service_id, "bill_reference": None,
+                    "payee": payee, "amount": f["amount"], "currency": "SYP", "channel": c.req.channel,
+                    "payer_account": c.req.payer_account, "status": "pending", "reason": None, "switch_ref": ref,
+                    "created_at": now, "expires_at": expires, "closed_at": None})
+                legs, opened = ledger.reserve_legs(c.order_id, f["amount"])
+                rows.append({"id": c.order_id, "service_id": c.req.service_id, "payee": payee, "amount": f["amount"],
+                             "channel": c.req.channel, "payer_account": c.req.payer_account, "switch_ref": ref,
+                             "body": f["body"], "key": c.key, "response": _dumps(response),
+                             "legs": [{"account": a, "amount": m} for a, m in legs],
+                             "opened": [{"id": a, "normal": n, "no_overdraft": o, "tracked": t}
+                                        for a, n, o, t in opened]})
+                made.append((i, response, f["body"]))
+            if rows or undo:
+                await conn.execute(OPEN_ORDERS, {"rows": Jsonb(rows, dumps=_dumps), "undo": undo, "now": now,
+                                                 "expires": expires}, prepare=True)
+        for i, response, body in made:
+            outcomes[i] = (201, response)
+            ORDERS.labels("pending").inc()
+            self.recent[response["id"]] = {**response, "body": body}
+        while len(self.recent) > RECENT_MAX:
+            self.recent.popitem(last=False)
+        assert all(o is not None for o in outcomes)
+        return outcomes  # type: ignore[return-value]
 
     @staticmethod
     def _replay(stored: tuple[str, int, Any], digest: str) -> tuple[int, dict[str, Any]]:
@@ -606,6 +818,10 @@ class Gateway:
                 rest.append((i, cb, item))
             orders.add(cb.rtp_id)
         paid = await self._fast_paid(fast, now) if fast else {}
+        late = [(cb, item) for cb, item in fast if cb.event_id not in paid]
+        if late:  # most often orders whose create has not committed yet: wait for it, then once more in one statement
+            await self._wait_for_creates([cb.rtp_id for cb, _ in late])
+            paid |= await self._fast_paid(late, now)
         for cb, item in fast:
             if cb.event_id in paid:
                 results[first[cb.event_id]] = {"event_id": cb.event_id, "status": 200, **paid[cb.event_id]}
@@ -624,6 +840,13 @@ class Gateway:
                 done = results[j] or {}
                 results[i] = {**done, "result": "duplicate"} if done.get("status") == 200 else done
         return {"results": results}
+
+    async def _wait_for_creates(self, order_ids: list[str]) -> None:
+        """Wait until no create of these orders is in flight: their advisory locks, taken in id order (as a group of
+        creates takes them) and released at once."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(id, 42)) FROM unnest(%s::text[]) AS t(id)"
+                               " ORDER BY id", (sorted(set(order_ids)),), prepare=True)
 
     async def _fast_paid(self, items: list[tuple[Callback, dict[str, Any]]],
                          now: datetime) -> dict[str, dict[str, Any]]:

@@ -114,3 +114,39 @@ async def test_the_switch_delivers_batches_end_to_end(system):
     assert system.sql("SELECT count(*) FROM receipts")[0][0] == 9
     assert system.sql("SELECT count(*) FROM notifications WHERE event = 'order.paid'")[0][0] == 9
     await system.ledger_balanced()
+
+
+async def test_concurrent_creates_share_one_transaction_and_failures_write_nothing(system):
+    await system.fee_order("k-g-before", payer_account="0933777700")
+    before = (await system.fee_order("k-g-before", payer_account="0933777700")).json()
+    bodies = [("k-g-0", {}), ("k-g-1", {}), ("k-g-badch", {"channel": "paypal"}),
+              ("k-g-badsvc", {"service": "no-such-service"}), ("k-g-before", {"payer_account": "0933777700"}),
+              ("k-g-before", {"service": "birth-certificate", "payer_account": "0933777700"}), ("k-g-2", {})]
+    replies = await asyncio.gather(*(system.fee_order(k, **{"payer_account": f"09337777{i:02d}", **kw})
+                                     for i, (k, kw) in enumerate(bodies)))
+    assert [r.status_code for r in replies] == [201, 201, 422, 404, 201, 409, 201]
+    assert replies[4].json() == before
+    assert [r.json()["title"] for r in replies[2:4]] == ["unknown channel", "unknown service"]
+    keys = {k for (k,) in system.sql("SELECT key FROM idempotency")}
+    assert keys == {"k-g-before", "k-g-0", "k-g-1", "k-g-2"}  # the failed creates' claims were withdrawn
+    assert system.sql("SELECT count(*) FROM orders")[0][0] == 4
+    retry = await system.fee_order("k-g-badch", payer_account="0933777702")  # the key is free to use again
+    assert retry.status_code == 201
+    assert await system.dispatch() == {"delivered": 5, "failed": 0}
+    await system.ledger_balanced()
+
+
+async def test_a_failed_group_falls_back_to_one_transaction_per_create(system, monkeypatch):
+    from payment import gateway
+
+    real = gateway.OPEN_ORDERS
+    monkeypatch.setattr(gateway, "OPEN_ORDERS", real.replace("SELECT id, 'reserve'", "SELECT id, 'reserve' || 1/0"))
+    replies = await asyncio.gather(*(system.fee_order(f"k-fb-{i}", payer_account=f"09338888{i:02d}")
+                                     for i in range(6)))
+    assert {r.status_code for r in replies} == {201}
+    assert system.sql("SELECT count(*) FROM orders")[0][0] == 6
+    assert system.sql("SELECT count(*) FROM rtp", dsn=system.sw_dsn)[0][0] == 6  # the switch saw each request once
+    again = await asyncio.gather(*(system.fee_order(f"k-fb-{i}", payer_account=f"09338888{i:02d}") for i in range(6)))
+    assert [r.json() for r in again] == [r.json() for r in replies]
+    assert (await system.dispatch())["delivered"] == 6
+    await system.ledger_balanced()
