@@ -15,6 +15,8 @@ are measured ``--rounds`` times, interleaved (the machine is shared), and the me
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import shutil
 import statistics
 import sys
@@ -75,10 +77,33 @@ def task_count(pdd: Path) -> int:
                for f in pdd.glob("artifacts/*/job_events/*.json"))
 
 
+LOADS: list[float] = []  # the 1-minute load average around every timed run (the machine is shared)
+
+
+def breakdown(pdd: Path) -> list[tuple[float, str]]:
+    """(wall seconds, what) per task of a run, from its job events: the start of one to the start of the next."""
+    import datetime
+    import json
+
+    events = sorted((json.loads(f.read_text()) for f in pdd.glob("artifacts/*/job_events/*.json")),
+                    key=lambda e: e["counter"])
+    marks = [(datetime.datetime.fromisoformat(e["created"]), e["event"], (e.get("event_data") or {}))
+             for e in events if e["event"] in ("playbook_on_start", "playbook_on_play_start", "playbook_on_task_start",
+                                               "playbook_on_stats")]
+    out = []
+    for (at, kind, data), (then, _, _) in itertools.pairwise(marks):
+        what = {"playbook_on_start": "(start)", "playbook_on_play_start": f"play {data.get('play')}"}.get(
+            kind, f"{data.get('role') or '-'}: {data.get('task')}")
+        out.append(((then - at).total_seconds(), what))
+    return out
+
+
 def timed(label: str, run: callable) -> tuple[float, RunResult]:  # type: ignore[valid-type]
+    LOADS.append(os.getloadavg()[0])
     start = time.perf_counter()
     result = run()
     took = time.perf_counter() - start
+    LOADS.append(os.getloadavg()[0])
     if not result.ok:
         raise SystemExit(f"{label} failed: " + "; ".join(f.line() for f in result.failures))
     return took, result
@@ -130,6 +155,7 @@ def main() -> None:
                     reruns.append(took)
                     bases.append(timed("baseline", lambda n=n: baseline(n))[0])  # type: ignore[misc]
                 tasks = (task_count(tmp / "run-1"), task_count(tmp / "base-1"))
+                steps = {"re-run": breakdown(tmp / "run-1"), "baseline": breakdown(tmp / "base-1")}
         finally:
             fleet.remove()
     rerun, base = statistics.median(reruns), statistics.median(bases)
@@ -139,8 +165,11 @@ def main() -> None:
     print(f"no-change re-run:    {rerun:7.1f} s  median of {', '.join(f'{r:.1f}' for r in reruns)}")
     print(f"baseline (ping + 1 task/role): {base:7.1f} s  median of {', '.join(f'{b:.1f}' for b in bases)}")
     print(f"ratio re-run/baseline: {ratio:.2f}x (goal <= 1.5x) {'OK' if ratio <= 1.5 else 'OVER'}")
+    print(f"load average (1 min) around the runs: {min(LOADS):.1f}-{max(LOADS):.1f}")
     print(f"tasks run: re-run {tasks[0]}, baseline {tasks[1]}; per task: re-run {rerun / tasks[0]:.2f} s, "
           f"baseline {base / tasks[1]:.2f} s ({rerun / tasks[0] / (base / tasks[1]):.2f}x)")
+    for name, spent in steps.items():
+        print(f"{name} (round 1) by task, wall s: " + "; ".join(f"{what} {s:.2f}" for s, what in spent if s >= 0.05))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,12 @@ def _expand(entries: list[Any]) -> list[tuple[Any, Any]]:
     for entry in entries or []:
         if isinstance(entry, dict) and "loop" in entry:
             rest = {k: v for k, v in entry.items() if k != "loop"}
-            out.extend((_fill(rest, item), item) for item in entry["loop"] or [])
+            for item in entry["loop"] or []:
+                try:
+                    out.append((_fill(rest, item), item))
+                except (KeyError, IndexError, AttributeError) as e:
+                    raise AnsibleActionFail(f"govcloud_state: {rest.get('dest') or rest.get('path') or rest.get('name')}"
+                                            f" needs {e} from each of its loop's items, not in {item!r}") from e
         else:
             out.append((entry, None))
     return out
