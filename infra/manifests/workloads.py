@@ -51,10 +51,22 @@ def secret_items(model: StackModel, spec: ComponentSpec) -> list[tuple[str, str,
     cannot reference another namespace's Secret): shared ``owner/key`` secrets and postgres's passwords.
     """
     items = [(key, spec.name, key) for key in secret_keys(model, spec)]
-    items += [(ref.split("/", 1)[1], ref.split("/", 1)[0], ref.split("/", 1)[1]) for ref in spec.secrets if "/" in ref]
+    items += [(key, owner, key) for key, owner in secret_refs(model, spec) if owner != spec.name]
     if spec.name == "postgres":
         items += [(f"dbpass-{c}", c, DB_PASSWORD) for c in database_consumers(model)]
     return items
+
+
+def secret_refs(model: StackModel, spec: ComponentSpec) -> list[tuple[str, str]]:
+    """(key, owner) of each secret the contract lists; a shared ``owner/key`` one only when its owner is in the
+    stack (the portal takes payment's ``notify-key`` to check payment's notifications: a stack without payment
+    has neither the key nor the notifications)."""
+    refs = []
+    for ref in spec.secrets:
+        owner, _, key = ref.rpartition("/")
+        if not owner or model.enabled(owner):
+            refs.append((key, owner or spec.name))
+    return refs
 
 
 def secret_data(model: StackModel, spec: ComponentSpec, state: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -96,8 +108,7 @@ def environment(model: StackModel, spec: ComponentSpec) -> list[Doc]:
         consumers = database_consumers(model)
         env.append({"name": "GOVCLOUD_DATABASES", "value": " ".join(consumers)})
         env += [_secret_env(model, spec, f"GOVCLOUD_DBPASS_{c.upper()}", f"dbpass-{c}") for c in consumers]
-    keys = [s.split("/", 1)[-1] for s in spec.secrets]
-    env += [_secret_env(model, spec, "GOVCLOUD_SECRET_" + k.upper().replace("-", "_"), k) for k in keys]
+    env += [_secret_env(model, spec, "GOVCLOUD_SECRET_" + k.upper().replace("-", "_"), k) for k, _ in secret_refs(model, spec)]
     env += [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     settings = model.settings_for(spec.name).settings
     env += [{"name": f"GOVCLOUD_SETTING_{k.upper()}", "value": str(v)} for k, v in sorted(settings.items())]

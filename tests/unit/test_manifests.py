@@ -67,6 +67,21 @@ def test_secret_values_never_appear_in_manifests() -> None:
     assert set(secret_data(model, pg, state)) == {f"dbpass-{c}" for c in state if load_components()[c].database}
 
 
+def test_a_shared_secret_of_a_component_not_in_the_stack_is_left_out() -> None:
+    from infra.manifests.workloads import environment
+    from infra.model.stack import ComponentSettings
+
+    local = load_stack("local")
+    portal = load_components()["portal"]
+    state = {s.name: {k: "x" for k in secret_keys(local, s)} for s in stack_components(local)}
+    assert "notify-key" in secret_data(local, portal, state)  # payment's key, to check payment's notifications
+    off = ComponentSettings.model_validate({"enabled": False})
+    portal_only = local.model_copy(update={"components": {**local.components, "payment": off}})
+    state.pop("payment")
+    assert "notify-key" not in secret_data(portal_only, portal, state)
+    assert "GOVCLOUD_SECRET_NOTIFY_KEY" not in {e["name"] for e in environment(portal_only, portal)}
+
+
 def test_database_consumers_get_libpq_env_by_reference() -> None:
     model = load_stack("ci")
     for doc in render_stack(model):
