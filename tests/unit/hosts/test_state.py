@@ -157,3 +157,14 @@ def test_the_check_names_each_difference_and_nothing_when_in_place(tmp_path: Pat
         "package govcloud-not-a-package: not installed",
         "sysctl kernel.ostype: Linux (want Hurd)",
     ])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_check_and_the_include_run_under_every_tag_of_the_roles_tasks(role: str) -> None:
+    """``--tags ssh`` must still check the host and include the tasks tagged ``ssh`` (tags do not flow up)."""
+    main = yaml.safe_load((PLAYBOOKS / "roles" / role / "tasks" / "main.yml").read_text(encoding="utf-8"))
+    check = next(t for t in main if "govcloud_state" in t)
+    include = next(t for t in main if "ansible.builtin.include_tasks" in t)
+    inner = {tag for task in _tasks(role) for tag in task.get("tags") or []}
+    assert inner <= set(check.get("tags") or []) and inner <= set(include.get("tags") or [])
+    assert include["when"] == f"{check['register']}.drift | length > 0"
