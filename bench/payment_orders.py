@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import statistics
 import sys
 import time
@@ -348,13 +349,16 @@ def free_port() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="orders in flight at most (default 32; open loop: enough for 250 ms at --rate, >= 32)")
     parser.add_argument("--pool", type=int, default=16)
     parser.add_argument("--processes", action="store_true", help="payment and switch as their own processes")
     parser.add_argument("--workers", type=int, default=1, help="payment's uvicorn workers (--processes)")
     parser.add_argument("--switch-workers", type=int, default=1, help="the switch's uvicorn workers (--processes)")
     parser.add_argument("--rate", type=float, default=None, help="open loop: orders per second offered")
     args = parser.parse_args()
+    if args.concurrency is None:  # an open loop capped by its own generator would measure the generator
+        args.concurrency = max(32, math.ceil(args.rate / 4)) if args.rate else 32
     fixture = getattr(testing.pg_server, "__wrapped__", testing.pg_server)
     gen = fixture()
     server = next(gen)
