@@ -11,7 +11,7 @@ import uuid
 
 import psycopg
 import pytest
-from govcloud_common.db import _scripts
+from govcloud_common.db import _scripts, migrate
 from payment import backup
 
 ADDS_COLUMNS = "004_reconciliation_source.sql"
@@ -24,20 +24,14 @@ def test_a_ledger_dumped_before_004_restores_after_it(pg_server) -> None:  # typ
             conn.execute(f'CREATE DATABASE "{name}"')
     old, fresh = (pg_server.dsn(n) for n in names)
     try:
-        with psycopg.connect(old, autocommit=True) as conn:
-            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())")
-            for script in _scripts("payment"):
-                if script.name < ADDS_COLUMNS:
-                    with conn.transaction():
-                        conn.execute(script.read_text(encoding="utf-8"))
-                        conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (script.name,))
-            with conn.transaction():
-                conn.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches) "
-                             "VALUES ('2026-12-06', now(), 3, '[]'), ('2026-12-07', now(), 4, '[{\"line\": 2}]')")
-                tx = conn.execute("INSERT INTO ledger_tx (kind, created_at) VALUES ('test', now()) RETURNING id")
-                tx_id = tx.fetchone()[0]  # type: ignore[index]
-                conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 700), "
-                             "(%s, 'switch:receivable', -700)", (tx_id, tx_id))
+        migrate("payment", conninfo=old, before=ADDS_COLUMNS)
+        with psycopg.connect(old, autocommit=True) as conn, conn.transaction():
+            conn.execute("INSERT INTO reconciliations (day, created_at, matched, mismatches) "
+                         "VALUES ('2026-12-06', now(), 3, '[]'), ('2026-12-07', now(), 4, '[{\"line\": 2}]')")
+            tx = conn.execute("INSERT INTO ledger_tx (kind, created_at) VALUES ('test', now()) RETURNING id")
+            tx_id = tx.fetchone()[0]  # type: ignore[index]
+            conn.execute("INSERT INTO entries (tx_id, account, amount) VALUES (%s, 'switch:pending', 700), "
+                         "(%s, 'switch:receivable', -700)", (tx_id, tx_id))
         out = io.BytesIO()
         backup.dump(out, old)
         dumps = [out.getvalue(), reframe(out.getvalue(), lambda f: {k: v for k, v in f.items() if k != "columns"})]

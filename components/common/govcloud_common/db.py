@@ -27,8 +27,9 @@ def _scripts(package: str) -> list[Traversable]:
     return sorted((p for p in root.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
 
 
-def migrate(package: str, conninfo: str = "") -> list[str]:
-    """Apply ``<package>/migrations/NNN_name.sql`` in order, each once, each in its own transaction."""
+def migrate(package: str, conninfo: str = "", before: str | None = None) -> list[str]:
+    """Apply ``<package>/migrations/NNN_name.sql`` in order, each once, each in its own transaction; with ``before``,
+    only those whose names sort before it (a database at an older schema, for tests of what comes after)."""
     applied: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
@@ -38,7 +39,7 @@ def migrate(package: str, conninfo: str = "") -> list[str]:
             )
             done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
             for script in _scripts(package):
-                if script.name in done:
+                if script.name in done or (before is not None and script.name >= before):
                     continue
                 with conn.transaction():
                     conn.execute(script.read_text(encoding="utf-8"))  # type: ignore[arg-type]

@@ -71,7 +71,7 @@ async def test_a_backup_taken_before_the_statement_level_ledger_triggers_still_r
     into a fresh database and over the old one (which restore migrates first), to the same books."""
     from datetime import UTC, datetime
 
-    from govcloud_common.db import _scripts
+    from govcloud_common.db import migrate
     from payment import ledger
 
     names = ["t_" + uuid.uuid4().hex[:12] for _ in range(2)]
@@ -80,13 +80,8 @@ async def test_a_backup_taken_before_the_statement_level_ledger_triggers_still_r
             conn.execute(f'CREATE DATABASE "{name}"')
     old, fresh = (pg_server.dsn(n) for n in names)
     try:
+        migrate("payment", conninfo=old, before="005")
         with psycopg.connect(old, autocommit=True) as conn:
-            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())")
-            for script in _scripts("payment"):
-                if script.name < "005":
-                    with conn.transaction():
-                        conn.execute(script.read_text(encoding="utf-8"))
-                        conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (script.name,))
             assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'entries_balanced'").fetchone() == (1,)
 
         async def books() -> None:
