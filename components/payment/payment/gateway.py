@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -262,6 +263,7 @@ WITH u AS (
 UPDATE idempotency i SET status = 201, response = u.response FROM u WHERE i.scope = 'orders' AND i.key = u.key
 """
 MAX_BATCH = 500  # decisions per batch callback
+SINGLE_FORM_S = 600.0  # after the switch refused the batch form of requests to pay: single form this long
 RECENT_MAX = 10_000  # orders created here whose (immutable) fields the fast paid path reuses (~2 KB each)
 
 
@@ -325,6 +327,7 @@ class Gateway:
         self._rtp_waiting: list[tuple[dict[str, Any], asyncio.Future[str]]] = []  # creates waiting for the switch
         self._rtp_flights = 0
         self._rtp_tasks: set[asyncio.Task[None]] = set()
+        self._rtp_single_until = 0.0  # monotonic time until which requests to pay go in the single form only
         self._create_waiting: list[_Create] = []  # fee-order creates waiting for the next group
         self._create_flights = 0
         self._create_tasks: set[asyncio.Task[None]] = set()
@@ -515,8 +518,8 @@ class Gateway:
                 try:
                     outcomes: list[tuple[int, dict[str, Any]] | ApiError] = await self._create_group(group)
                 except Exception as exc:  # the group's transaction is undone: each create on its own
-                    if not isinstance(exc, ApiError | psycopg.Error):
-                        log.exception("grouped create failed")
+                    log.warning("grouped create of %d failed (%s: %s); each in its own transaction", len(group),
+                                type(exc).__name__, exc, exc_info=not isinstance(exc, ApiError | psycopg.Error))
                     outcomes = list(await asyncio.gather(*(self._create_one_outcome(c) for c in group)))
                 for c, outcome in zip(group, outcomes, strict=True):
                     if c.fut.done():  # its request was cancelled
@@ -550,6 +553,11 @@ class Gateway:
         def fail(i: int, exc: ApiError) -> None:
             outcomes[i] = exc
             undo.append(group[i].key)
+        # the fees first, all at once and outside the transaction: a slow catalog must not hold the group's locks
+        # once per create, one after another
+        services = sorted({c.req.service_id for c in group if c.req.service_id})
+        looked_up = await asyncio.gather(*(self.cfg.fees.fee(sid) for sid in services), return_exceptions=True)
+        fees = dict(zip(services, looked_up, strict=True))
         async with self.pool.connection() as conn, conn.transaction():
             claims = await (await conn.execute(CLAIM_MANY, {"now": now, "rows": Jsonb(
                 [{"i": i, "order_id": c.order_id, "key": c.key, "digest": c.digest, "channel": c.req.channel}
@@ -576,14 +584,15 @@ class Gateway:
                     fail(i, ApiError(422, "unknown channel", c.req.channel))
                     continue
                 assert c.req.service_id
-                try:
-                    fee = await self.cfg.fees.fee(c.req.service_id)
-                except UnknownService:
+                fee = fees[c.req.service_id]
+                if isinstance(fee, UnknownService):
                     fail(i, ApiError(404, "unknown service", c.req.service_id))
                     continue
-                except FeeSourceError as exc:
-                    fail(i, ApiError(502, "fee unavailable", str(exc)))
+                if isinstance(fee, FeeSourceError):
+                    fail(i, ApiError(502, "fee unavailable", str(fee)))
                     continue
+                if isinstance(fee, BaseException):
+                    raise fee
                 todo.append((i, channel_kind, {"amount": fee.amount, "body": fee.body}))
             items = [{"rtp_id": group[i].order_id, "amount": f["amount"], "currency": "SYP",
                       "channel": {"kind": kind, "provider": group[i].req.channel, "account": group[i].req.payer_account},
@@ -700,7 +709,16 @@ class Gateway:
         return str(resp.json()["switch_ref"])
 
     async def _rtp_many(self, items: list[dict[str, Any]]) -> list[str | ApiError]:
+        if time.monotonic() < self._rtp_single_until:
+            return await self._rtp_each(items)
         resp = await self._rtp_post({"requests": items})
+        if 400 <= resp.status_code < 500 and resp.status_code not in (401, 403, 409):
+            # a switch that does not take the batch form (a switch of its own, an older simulator mid-upgrade): the
+            # envelope was refused as a whole, nothing recorded - each in the single form, and so for a while
+            log.warning("the switch refused the batch form of requests to pay (HTTP %s); single form for %.0f s",
+                        resp.status_code, SINGLE_FORM_S)
+            self._rtp_single_until = time.monotonic() + SINGLE_FORM_S
+            return await self._rtp_each(items)
         if resp.status_code != 200:
             raise ApiError(502, "switch refused the request to pay", f"HTTP {resp.status_code}: {resp.text[:300]}")
         results = resp.json().get("results")
@@ -709,6 +727,14 @@ class Gateway:
         return [str(r["switch_ref"]) if r.get("code") in (200, 202) else
                 ApiError(502, "switch refused the request to pay", f"HTTP {r.get('code')}: {str(r)[:300]}")
                 for r in results]
+
+    async def _rtp_each(self, items: list[dict[str, Any]]) -> list[str | ApiError]:
+        async def one(item: dict[str, Any]) -> str | ApiError:
+            try:
+                return await self._rtp_one(item)
+            except ApiError as exc:
+                return exc
+        return list(await asyncio.gather(*(one(item) for item in items)))
 
     async def order(self, order_id: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -834,6 +860,10 @@ class Gateway:
             except ApiError as exc:
                 results[i] = {"event_id": cb.event_id, "status": exc.status, "title": exc.title,
                               "detail": exc.detail}
+            except Exception:  # this event only: the switch retries it, the batch's others stand
+                log.exception("callback event %s failed", cb.event_id)
+                results[i] = {"event_id": cb.event_id, "status": 500, "title": "internal error",
+                              "detail": "retry this event"}
         for i, item in enumerate(events):
             if results[i] is None:  # a later copy of an event in this batch
                 j = first[item["event_id"]]

@@ -150,3 +150,63 @@ async def test_a_failed_group_falls_back_to_one_transaction_per_create(system, m
     assert [r.json() for r in again] == [r.json() for r in replies]
     assert (await system.dispatch())["delivered"] == 6
     await system.ledger_balanced()
+
+
+async def test_a_group_looks_up_its_fees_at_once_outside_its_locks(system):
+    """A slow catalog costs a group one look-up's time, not one per create (the creates wait behind the group)."""
+    real = system.gw.cfg.fees
+    started, release, both = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    inflight = 0
+    calls: list[str] = []
+
+    class Catalog:
+        async def fee(self, service_id: str) -> Any:
+            nonlocal inflight
+            calls.append(service_id)
+            if service_id == "passport-renewal":
+                started.set()
+                await release.wait()  # holds the first group while the others queue behind it
+                return await real.fee(service_id)
+            inflight += 1
+            if inflight >= 2:
+                both.set()
+            try:
+                await asyncio.wait_for(both.wait(), 5)  # only when the two look-ups are in flight together
+            finally:
+                inflight -= 1
+            return await real.fee(service_id)
+
+    system.gw.cfg.fees = Catalog()
+    first = asyncio.create_task(system.fee_order("k-fl-1", "passport-renewal"))
+    await asyncio.wait_for(started.wait(), 10)  # the first group is looking up its fee
+    others = [asyncio.create_task(system.fee_order(f"k-fl-{i}", service, payer_account=f"09330000{i:02d}"))
+              for i, service in ((2, "birth-certificate"), (3, "driving-licence"))]
+    for _ in range(10_000):  # until both are queued behind the first group
+        if len(system.gw._create_waiting) == 2:
+            break
+        await asyncio.sleep(0)
+    assert len(system.gw._create_waiting) == 2
+    release.set()
+    replies = [await first, *[await t for t in others]]
+    assert [r.status_code for r in replies] == [201, 201, 201], [r.text for r in replies]
+    assert sorted(calls) == ["birth-certificate", "driving-licence", "passport-renewal"]  # no group fell back
+
+
+async def test_a_switch_without_the_batch_form_gets_single_requests(system):
+    import httpx
+
+    real = system.gw._rtp_post
+    sent: list[str] = []
+
+    async def single_only(doc: dict[str, Any]) -> Any:
+        sent.append("batch" if "requests" in doc else "single")
+        if "requests" in doc:
+            return httpx.Response(422, json={"title": "invalid request to pay", "detail": "rtp_id: field required"})
+        return await real(doc)
+
+    system.gw._rtp_post = single_only
+    replies = await asyncio.gather(*(system.fee_order(f"k-so-{i}", payer_account=f"09330000{i:02d}")
+                                     for i in range(12)))
+    assert {r.status_code for r in replies} == {201}
+    assert sent.count("batch") == 1 and sent.count("single") == 12  # refused once, then single form only
+    await system.ledger_balanced()
