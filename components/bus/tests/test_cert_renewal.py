@@ -136,3 +136,50 @@ async def test_the_running_bus_renews_and_serves_the_new_certificate_without_a_r
         for w in (writer, w2):
             w.close()
     await bus.http.aclose()
+
+
+def test_a_write_cut_short_is_finished_or_dropped_at_the_next_look(pki: Pki, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GOVCLOUD_SECRET_CA_TOKEN", pki.token)
+    cfg = _bus_files(pki, tmp_path, days_left=60, lived=1)
+    own = own_certificate(cfg)
+    old = _serial(cfg.tls_cert)
+    (tmp_path / "staged").mkdir()
+    staged = _bus_files(pki, tmp_path / "staged", days_left=60, lived=1)
+    new = _serial(staged.tls_cert)
+    files = {"key.pem": Path(staged.tls_key), "cert.pem": Path(staged.tls_cert), "chain.pem": Path(staged.ca_bundle)}
+
+    def stage(*names: str) -> None:
+        for name in names:
+            shutil.copy(files[name], tmp_path / f"{name}.new")
+
+    stage("key.pem")  # the crash came while the .new files were still being written: dropped, the old set stays
+    assert own.current() is not None and _serial(cfg.tls_cert) == old and not list(tmp_path.glob("*.new"))
+    stage("key.pem", "cert.pem", "chain.pem")  # all written, none renamed yet: taken
+    assert own.current() is not None and _serial(cfg.tls_cert) == new and not list(tmp_path.glob("*.new"))
+
+    cfg = _bus_files(pki, tmp_path, days_left=60, lived=1)
+    old = _serial(cfg.tls_cert)
+    shutil.copy(files["key.pem"], tmp_path / "key.pem")  # the key was renamed, then the crash: the rest is finished
+    stage("cert.pem", "chain.pem")
+    assert own.current() is not None and _serial(cfg.tls_cert) == new != old
+
+
+@pytest.mark.asyncio
+async def test_a_failed_reload_does_not_end_the_renewals(pki: Pki, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GOVCLOUD_SECRET_CA_TOKEN", pki.token)
+    cfg = _bus_files(pki, tmp_path, days_left=1)
+    called = asyncio.Event()
+
+    def reload() -> None:
+        called.set()
+        raise OSError("cannot read the new certificate")
+
+    keeper = asyncio.create_task(own_certificate(cfg).keep(reload, check_every_s=3600))
+    try:
+        await asyncio.wait_for(called.wait(), 20)
+        for _ in range(5):
+            await asyncio.sleep(0)  # let the loop handle the failure
+        assert not keeper.done()  # still there for the next renewal
+        assert _serial(cfg.tls_cert) == pki.issued[-1].serial_number
+    finally:
+        keeper.cancel()

@@ -46,6 +46,7 @@ class OwnCertificate:
 
     def current(self) -> x509.Certificate | None:
         """The certificate on disk when it is readable and its key is beside it, else None."""
+        self._recover()
         try:
             cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
             key = serialization.load_pem_private_key(self.key_path.read_bytes(), None)
@@ -87,17 +88,42 @@ class OwnCertificate:
             return f"issued serial {issued.serial}"
         return f"renewed: serial {cert.serial_number:x} -> {issued.serial}"
 
+    def _paths(self) -> tuple[Path, Path, Path]:
+        return self.key_path, self.cert_path, self.chain_path
+
+    @staticmethod
+    def _new(path: Path) -> Path:
+        return path.with_name(path.name + ".new")
+
     def _write(self, issued: IssuedCertificate) -> None:
-        for path, data, mode in ((self.key_path, issued.key_pem(), 0o600), (self.cert_path, issued.cert_pem(), 0o644),
-                                 (self.chain_path, issued.chain_pem(), 0o644)):
+        """All three ``.new`` files written and synced first, then renamed key first: a crash leaves either the old
+        set with (some) ``.new`` files beside it, or a rename in progress - ``_recover`` tells them apart."""
+        for path, data, mode in zip(self._paths(), (issued.key_pem(), issued.cert_pem(), issued.chain_pem()),
+                                    (0o600, 0o644, 0o644), strict=True):
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".new")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            fd = os.open(self._new(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+        self._rename_new()
+
+    def _rename_new(self) -> None:
+        for path in self._paths():
+            if self._new(path).exists():
+                os.replace(self._new(path), path)
+
+    def _recover(self) -> None:
+        """Finish or drop what a crash in ``_write`` left: renames under way (the key already moved) are finished, a
+        complete set not yet renamed is taken, an incomplete one is removed."""
+        new = [self._new(p).exists() for p in self._paths()]
+        if not any(new):
+            return
+        if not new[0] or all(new):
+            self._rename_new()
+        else:
+            for path in self._paths():
+                self._new(path).unlink(missing_ok=True)
 
     async def keep(self, on_renewed: Callable[[], None], check_every_s: float = 3600.0) -> None:
         """Run forever: wake when the certificate becomes due (at least every ``check_every_s``), renew, and call
@@ -118,4 +144,9 @@ class OwnCertificate:
                 await asyncio.sleep(min(RETRY_S, check_every_s))  # a schedule, not synchronisation
                 continue
             log.info("own certificate %s", outcome)
-            on_renewed()
+            try:
+                on_renewed()
+            except Exception:  # the new files are in place: a restart serves them; keep renewing meanwhile
+                log.exception("reloading the renewed certificate failed")
+            if self.due():  # born due (the CA capped its lifetime): not again at once
+                await asyncio.sleep(min(RETRY_S, check_every_s))  # a schedule, not synchronisation
