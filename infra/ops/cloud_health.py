@@ -109,7 +109,7 @@ def _balancer_check(conn: Connection, want: Any, lb: Any) -> Check:
         return Check(LAYER, name, DOWN, f"{want.name} provisioning ERROR")
     if lb.provisioning_status != "ACTIVE":
         return Check(LAYER, name, DEGRADED, f"{want.name} {lb.provisioning_status} (being changed)")
-    listeners = {li.name: li for li in conn.load_balancer.listeners(loadbalancer_id=lb.id)}
+    listeners = {li.name: li for li in conn.load_balancer.listeners(load_balancer_id=lb.id)}
     listener = listeners.get(want.listener)
     if listener is None or listener.protocol_port != want.port:
         return Check(LAYER, name, DOWN, f"{want.name}: no listener on port {want.port} (the VIP {lb.vip_address} "

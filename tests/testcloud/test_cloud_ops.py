@@ -63,7 +63,7 @@ def test_cloud_layer_reports_what_is_broken(env: CloudEnv, os_conn: Any) -> None
     only = next(m for m in lbs.members(env.pools["ingress"]) if m.name == worker)  # the ingress pool's only member
     lbs.delete_member(only, env.pools["ingress"], ignore_missing=False)
     lbs.wait_for_load_balancer(env.balancers["ingress"].id, status="ACTIVE", interval=0.5, wait=60)
-    api_listener = next(iter(lbs.listeners(loadbalancer_id=env.balancers["kube-api"].id)))
+    api_listener = next(iter(lbs.listeners(load_balancer_id=env.balancers["kube-api"].id)))
     lbs.delete_pool(env.pools["kube-api"])  # its monitor and members go with it
     lbs.wait_for_load_balancer(env.balancers["kube-api"].id, status="ACTIVE", interval=0.5, wait=60)
     lbs.delete_listener(api_listener)

@@ -203,7 +203,7 @@ class PaymentNotification(BaseModel):
     status: str = Field(pattern=r"^[a-z_]{1,40}$", description="paid | declined | expired | cancelled | failed")
     amount: int = Field(ge=0, description="exact amount in Syrian pounds")
     currency: str = Field(min_length=3, max_length=3)
-    service_id: str = Field(min_length=1, max_length=100)
+    service_id: str = Field(min_length=1, max_length=128)  # as the gateway accepts it
     switch_ref: str | None = Field(None, max_length=100)
     receipt_id: str | None = Field(None, max_length=100, description="the signed receipt's id (paid orders)")
     at: AwareDatetime = Field(description="when the gateway reached this state")
