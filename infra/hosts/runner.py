@@ -103,12 +103,12 @@ def _path(path: str) -> Iterator[None]:
             os.environ["PATH"] = before
 
 
-FACT_CACHE_SECONDS = 86400
+FACT_CACHE_SECONDS = 3600  # a host rebuilt in place (same name and address, another release) is seen within the hour
 
 
 def fact_cache(inventory: Path) -> Path:
     """Where facts are kept beside the inventory (``gathering = smart`` then skips gathering on a re-run,
-    for a day). The folder is named after the inventory's content: a rebuilt inventory (a host replaced, an
+    for an hour). The folder is named after the inventory's content: a rebuilt inventory (a host replaced, an
     address changed) starts from fresh facts."""
     try:
         digest = hashlib.sha256(Path(inventory).read_bytes()).hexdigest()[:12]
